@@ -1,0 +1,140 @@
+//! `switchyard run PKG`: load, validate and run a package in this process, like dtexec.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use switchyard_package::engine::{RunOptions, bind_parameters, run_package};
+use switchyard_package::{LoadError, load_package};
+use tokio_util::sync::CancellationToken;
+
+use super::exit;
+use super::progress;
+
+/// Arguments of `switchyard run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The package file.
+    pub package: PathBuf,
+    /// Overrides a parameter: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Tasks run at once (-1 = logical CPUs + 2); overrides the package's max_concurrent.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_concurrent: Option<i64>,
+    /// Run on a coordinator instead of in this process.
+    #[arg(long, value_name = "ADDR")]
+    pub coordinator: Option<String>,
+    /// With --coordinator: print the execution id and return.
+    #[arg(long)]
+    pub detach: bool,
+    /// A coordinator.toml whose agents `agent_job` tasks reach.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs the command; returns dtexec's exit code.
+pub async fn run(args: RunArgs) -> u8 {
+    for (given, flag) in
+        [(args.coordinator.is_some(), "--coordinator"), (args.detach, "--detach"), (args.config.is_some(), "--config")]
+    {
+        if given {
+            eprintln!("error: `switchyard run {flag}` is not supported yet; run the package locally without it");
+            return exit::BAD_COMMAND_LINE;
+        }
+    }
+    if let Some(n) = args.max_concurrent
+        && (n == 0 || n < -1)
+    {
+        eprintln!("error: --max-concurrent {n} is not allowed: use 1 or more, or -1 for logical CPUs + 2");
+        return exit::BAD_COMMAND_LINE;
+    }
+    let loaded = match load_package(&args.package) {
+        Ok(loaded) => loaded,
+        Err(e) => return report_load_error(&e),
+    };
+    for warning in loaded.warnings.warnings() {
+        eprintln!("{warning}");
+    }
+    let parameters = match bind_parameters(&loaded.package, &args.sets) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_COMMAND_LINE;
+        }
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    let options = RunOptions {
+        parameters,
+        max_concurrent: args.max_concurrent,
+        cancel,
+        observer: Some(Arc::new(progress::Progress::new().into_observer())),
+        ..RunOptions::default()
+    };
+    let run = run_package(loaded.package, options).await;
+    if args.json {
+        match serde_json::to_string_pretty(&run) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the result as JSON: {e}");
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", progress::summary(&run));
+    }
+    run.status.exit_code() as u8
+}
+
+/// Prints why a package did not load and returns the matching exit code (4 or 5).
+pub fn report_load_error(error: &LoadError) -> u8 {
+    match error {
+        LoadError::NotFound(path) => {
+            eprintln!("error: package file {} not found; check the path", path.display());
+            exit::NOT_FOUND
+        }
+        LoadError::Unreadable { .. } => {
+            eprintln!("error: {error}");
+            exit::INVALID
+        }
+        LoadError::Invalid(diagnostics) => {
+            eprintln!("{diagnostics}");
+            let errors = diagnostics.errors().count();
+            eprintln!(
+                "error: the package was not run: {errors} error(s); fix them and run again (`switchyard validate` checks without running)"
+            );
+            exit::INVALID
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM cancels the run (processes get TERM, then KILL); a second one exits at once.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            return;
+        }
+    };
+    let mut signals = 0;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {}
+        }
+        signals += 1;
+        if signals == 1 {
+            eprintln!(
+                "canceling: no new task starts, running processes are being ended (press Ctrl-C again to exit now)"
+            );
+            cancel.cancel();
+        } else {
+            eprintln!("exiting now");
+            std::process::exit(i32::from(exit::CANCELED));
+        }
+    }
+}

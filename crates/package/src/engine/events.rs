@@ -1,0 +1,111 @@
+//! The ordered event log of a run: what started and ended, when, and how.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::report::{ExecutionStatus, rfc3339};
+use crate::model::TaskResult;
+
+/// One entry of the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// When it happened (UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// The task path (`Stage/Load orders`, `Files[2]/Copy`); empty for the package itself.
+    pub path: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event says.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The package (or a child package, with the path of its `package` task) started.
+    PackageStarted {
+        /// The package's name.
+        package: String,
+    },
+    /// The package ended.
+    PackageFinished {
+        /// Its status.
+        status: ExecutionStatus,
+        /// Monotonic duration.
+        duration_ms: u64,
+    },
+    /// A task started (after it got a slot).
+    TaskStarted {
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// A task ended.
+    TaskFinished {
+        /// Its kind.
+        kind: &'static str,
+        /// Its result, after force_result.
+        result: TaskResult,
+        /// Monotonic duration from start.
+        duration_ms: u64,
+        /// What happened, e.g. "exited with code 1".
+        message: String,
+    },
+    /// A task was never run (constraints not met, or the run was canceled first).
+    TaskNotRun {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Serialize for TaskResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Called for every event as it is recorded (live progress).
+pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The run's event log: appends are ordered and numbered under one short lock.
+pub struct EventLog {
+    events: Mutex<Vec<Event>>,
+    observer: Option<EventObserver>,
+}
+
+impl EventLog {
+    /// An empty log that also hands each event to `observer`.
+    pub fn new(observer: Option<EventObserver>) -> Self {
+        Self { events: Mutex::new(Vec::new()), observer }
+    }
+
+    /// Records an event now.
+    pub fn emit(&self, path: &str, kind: EventKind) {
+        let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let event = Event { seq: events.len() as u64 + 1, at: Utc::now(), path: path.to_string(), kind };
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+        events.push(event);
+    }
+
+    /// Everything recorded so far.
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Takes the events out of the log.
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").finish_non_exhaustive()
+    }
+}

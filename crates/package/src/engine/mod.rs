@@ -1,0 +1,198 @@
+//! The engine: runs a package's control flow with SSIS semantics (precedence constraints,
+//! error counting, concurrency limits, timeouts, cancellation) and records what happened.
+
+mod events;
+mod graph;
+mod kinds;
+mod loops;
+mod params;
+mod precedence;
+mod report;
+mod scope;
+mod task;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use events::{Event, EventKind, EventLog, EventObserver};
+pub use params::{ParameterError, bind_parameters};
+pub use report::{ChildRecord, ChildStatus, ExecutionStatus, PackageRun, TaskRecord, rfc3339, rfc3339_opt};
+
+use crate::expr::Map;
+use crate::model::{AgentJobTask, Package, TaskResult};
+use graph::run_graph;
+use scope::Frame;
+
+/// How to run a package.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The execution's id (a new UUID by default).
+    pub execution_id: String,
+    /// Parameter values, already bound with [`bind_parameters`]; missing ones take defaults.
+    pub parameters: Map,
+    /// Overrides the package's max_concurrent (`--max-concurrent`).
+    pub max_concurrent: Option<i64>,
+    /// Fires to cancel the run: no new task starts, running processes are ended.
+    pub cancel: CancellationToken,
+    /// Sees every event as it is recorded.
+    pub observer: Option<EventObserver>,
+    /// Starts `agent_job` tasks' jobs; without it they fail saying how to configure agents.
+    pub agent_jobs: Option<Arc<dyn AgentJobLauncher>>,
+    /// Bytes of stdout and of stderr kept per process task.
+    pub output_limit: usize,
+    /// Time between TERM and KILL when a process tree is ended.
+    pub kill_grace: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            execution_id: uuid::Uuid::new_v4().to_string(),
+            parameters: Map::new(),
+            max_concurrent: None,
+            cancel: CancellationToken::new(),
+            observer: None,
+            agent_jobs: None,
+            output_limit: 64 * 1024,
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("execution_id", &self.execution_id)
+            .field("parameters", &self.parameters)
+            .field("max_concurrent", &self.max_concurrent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request to start an `agent_job` task's job, handed to the [`AgentJobLauncher`].
+pub struct AgentJobRequest {
+    /// The execution the task belongs to.
+    pub execution_id: String,
+    /// The task path with loop iterations (`Files[2]/Load`): part of the idempotency key.
+    pub task_path: String,
+    /// The task as written.
+    pub task: AgentJobTask,
+    /// Parameters for the job, templates evaluated.
+    pub params: Map,
+    /// The package slot the task holds: drop it once the start is accepted, so a task that
+    /// waits for its child holds the agent's slot, not the package's.
+    pub package_slot: Option<OwnedSemaphorePermit>,
+    /// Fires when the task is canceled or times out.
+    pub cancel: CancellationToken,
+}
+
+/// How an `agent_job` task ended.
+#[derive(Debug, Clone)]
+pub struct AgentJobOutcome {
+    /// Success, failure or canceled.
+    pub result: TaskResult,
+    /// What happened, e.g. `Job 'load' started successfully.`.
+    pub message: String,
+    /// The agent that accepted the start.
+    pub agent: Option<String>,
+    /// The child run, for the report.
+    pub child: Option<ChildRecord>,
+}
+
+/// Starts jobs on agents for `agent_job` tasks (implemented by the coordinator).
+pub trait AgentJobLauncher: Send + Sync {
+    /// Starts the job and resolves when the task is done (at acceptance, or with the child's
+    /// outcome when the task waits).
+    fn launch(&self, request: AgentJobRequest) -> Pin<Box<dyn Future<Output = AgentJobOutcome> + Send + 'static>>;
+}
+
+/// What every task of one package run shares.
+pub(crate) struct RunShared {
+    pub execution_id: String,
+    pub package: Arc<Package>,
+    pub params: Arc<Map>,
+    pub slots: Arc<Semaphore>,
+    pub events: Arc<EventLog>,
+    pub agent_jobs: Option<Arc<dyn AgentJobLauncher>>,
+    pub output_limit: usize,
+    pub kill_grace: Duration,
+    /// Set when a task with fail_package_on_failure fails.
+    pub fail_package: AtomicBool,
+    /// Prefix of every event path: empty for the top package, `Task path/` for a child.
+    pub event_prefix: String,
+}
+
+/// Runs a package to its end and returns what happened. Never panics on task failures: every
+/// problem becomes a task result with a message.
+pub async fn run_package(package: Arc<Package>, options: RunOptions) -> PackageRun {
+    let events = Arc::new(EventLog::new(options.observer.clone()));
+    let mut run = run_with_log(package, &options, events.clone(), String::new()).await;
+    run.events = events.take();
+    run
+}
+
+/// Runs a package whose events go to `events` with paths under `event_prefix`.
+pub(crate) async fn run_with_log(
+    package: Arc<Package>,
+    options: &RunOptions,
+    events: Arc<EventLog>,
+    event_prefix: String,
+) -> PackageRun {
+    let mut parameters = package.parameters.clone();
+    for (k, v) in &options.parameters {
+        parameters.insert(k.clone(), v.clone());
+    }
+    let slots = package.effective_max_concurrent(options.max_concurrent);
+    let shared = Arc::new(RunShared {
+        execution_id: options.execution_id.clone(),
+        package: package.clone(),
+        params: Arc::new(parameters.clone()),
+        slots: Arc::new(Semaphore::new(slots)),
+        events,
+        agent_jobs: options.agent_jobs.clone(),
+        output_limit: options.output_limit,
+        kill_grace: options.kill_grace,
+        fail_package: AtomicBool::new(false),
+        event_prefix,
+    });
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let package_path = shared.event_prefix.trim_end_matches('/').to_string();
+    shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() });
+    tracing::debug!(execution = %shared.execution_id, package = %package.name, slots, "package started");
+
+    let outcome = run_graph(&shared, &package.tasks, Frame::root(), "", &options.cancel).await;
+
+    let status = if options.cancel.is_cancelled() {
+        ExecutionStatus::Canceled
+    } else if shared.fail_package.load(Ordering::SeqCst)
+        || outcome.fail_parent
+        || (package.max_errors > 0 && outcome.errors >= package.max_errors)
+    {
+        ExecutionStatus::Failed
+    } else {
+        ExecutionStatus::Succeeded
+    };
+    let duration_ms = clock.elapsed().as_millis() as u64;
+    shared.events.emit(&package_path, EventKind::PackageFinished { status, duration_ms });
+    tracing::debug!(execution = %shared.execution_id, %status, duration_ms, errors = outcome.errors, "package finished");
+    PackageRun {
+        execution_id: options.execution_id.clone(),
+        package: package.name.clone(),
+        status,
+        started_at,
+        ended_at: Utc::now(),
+        duration_ms,
+        parameters,
+        tasks: outcome.records,
+        children: outcome.children,
+        events: Vec::new(),
+    }
+}
