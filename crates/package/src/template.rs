@@ -229,8 +229,11 @@ mod tests {
         assert!(err.message.contains("at line 1, column 4 of the expression"), "{err}");
         let err = Template::parse("x{{ 'é' ) }}").unwrap_err();
         assert_eq!(err.offset, 9);
-        let err = Template::parse("{{ 1 +
-  + }}").unwrap_err();
+        let err = Template::parse(
+            "{{ 1 +
+  + }}",
+        )
+        .unwrap_err();
         assert_eq!(err.offset, 9);
         let err = Template::parse("{{}}").unwrap_err();
         assert!(err.message.contains("empty expression"), "{err}");

@@ -199,10 +199,10 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
             None => {}
         }
     }
-    if let Some(v) = fields.take("max_errors") {
-        if let Some(n) = reader.integer_in(v, "package.max_errors", 0, i64::from(u32::MAX)) {
-            package.max_errors = n as u32;
-        }
+    if let Some(v) = fields.take("max_errors")
+        && let Some(n) = reader.integer_in(v, "package.max_errors", 0, i64::from(u32::MAX))
+    {
+        package.max_errors = n as u32;
     }
     tasks::read_transaction(reader, &mut fields);
     fields.refuse_unsupported(reader, &["checkpoint"], "checkpoints come with restartable packages");

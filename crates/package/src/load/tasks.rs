@@ -241,10 +241,10 @@ fn read_process(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> Option<Proce
     Some(ProcessTask { command: command?, env, dir, success_codes })
 }
 
-fn read_params(
-    reader: &mut Reader<'_>,
-    f: &mut Fields<'_, '_>,
-) -> (IndexMap<String, ParamValue>, Vec<(String, std::ops::Range<usize>)>) {
+/// Where each parameter name was written, for errors found once the child is loaded.
+type ParamSpans = Vec<(String, std::ops::Range<usize>)>;
+
+fn read_params(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> (IndexMap<String, ParamValue>, ParamSpans) {
     let mut params = IndexMap::new();
     let mut spans = Vec::new();
     if let Some(v) = f.take("params") {
