@@ -91,6 +91,11 @@ pub(crate) fn run_kind<'a>(
                 drop(permit);
                 outcome
             }
+            TaskKind::Sleep(s) if s.duration.is_zero() => {
+                // No timer: a zero sleep would otherwise wait for the timer wheel's next tick.
+                drop(permit);
+                KindOutcome::new(TaskResult::Success, "slept 0s")
+            }
             TaskKind::Sleep(s) => {
                 let outcome = tokio::select! {
                     _ = tokio::time::sleep(s.duration) => KindOutcome::new(TaskResult::Success, format!("slept {}", humantime::format_duration(s.duration))),
