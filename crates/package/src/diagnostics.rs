@@ -102,6 +102,11 @@ impl SourceMap {
         &self.file
     }
 
+    /// The source text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The 1-based line and column (in characters) of a byte offset.
     pub fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

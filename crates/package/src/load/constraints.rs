@@ -138,26 +138,30 @@ pub(crate) fn resolve_container(reader: &mut Reader<'_>, raw: Vec<RawTask>) -> V
         }
     }
     let mut tasks = Vec::with_capacity(raw.len());
-    let mut paths = Vec::with_capacity(raw.len());
+    // Where each resolved constraint was written (span and field path), parallel to `after`.
+    let mut written = Vec::with_capacity(raw.len());
     for r in raw {
         let mut task = r.task;
+        let mut spans = Vec::with_capacity(r.constraints.len());
         for c in r.constraints {
             match index.get(&c.task) {
                 Some(&i) => {
+                    spans.push((c.span, c.path));
                     task.after.push(Constraint { task: c.task, index: i, on: c.on, when: c.when, eval: c.eval })
                 }
                 None => reader.error(&c.span, &c.path, format!("no task named \"{}\" in this container", c.task)),
             }
         }
         tasks.push(task);
-        paths.push((r.path, r.name_span));
+        written.push(spans);
     }
-    report_cycles(reader, &tasks, &paths);
+    report_cycles(reader, &tasks, &written);
     tasks
 }
 
-/// Kahn's algorithm; whatever cannot be ordered lies on or behind a cycle, which is named.
-fn report_cycles(reader: &mut Reader<'_>, tasks: &[Task], paths: &[(String, Range<usize>)]) {
+/// Kahn's algorithm; whatever cannot be ordered lies on or behind a cycle, which is named at
+/// the constraint of its first task (in file order) that closes it.
+fn report_cycles(reader: &mut Reader<'_>, tasks: &[Task], written: &[Vec<(Range<usize>, String)>]) {
     let n = tasks.len();
     let mut indegree = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -208,11 +212,10 @@ fn report_cycles(reader: &mut Reader<'_>, tasks: &[Task], paths: &[(String, Rang
         cycle.rotate_left(rotate);
         let mut names: Vec<String> = cycle.iter().map(|&c| format!("\"{}\"", tasks[c].name)).collect();
         names.push(format!("\"{}\"", tasks[first].name));
-        let (path, span) = &paths[first];
-        reader.error(
-            span,
-            &format!("{path}.after"),
-            format!("precedence constraints form a cycle: {}", names.join(" -> ")),
-        );
+        // In file order each task of the cycle waits on the one before it: `first` on the last.
+        let last = *cycle.last().expect("a cycle has at least one task");
+        let closing = tasks[first].after.iter().position(|c| c.index == last).expect("first waits on last");
+        let (span, path) = &written[first][closing];
+        reader.error(span, path, format!("precedence constraints form a cycle: {}", names.join(" -> ")));
     }
 }

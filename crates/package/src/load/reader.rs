@@ -118,7 +118,7 @@ impl<'m> Reader<'m> {
         match Template::parse(&text) {
             Ok(t) => Some(t),
             Err(e) => {
-                let at = string_offset(&value.span(), e.offset);
+                let at = string_offset(self.map.text(), &value.span(), e.offset);
                 self.error(&(at..at), path, format!("bad template: {}", e.message));
                 None
             }
@@ -271,7 +271,15 @@ impl<'t, 'i> Fields<'t, 'i> {
 }
 
 /// The byte offset in the file of byte `offset` of a string value's content: past the opening
-/// quote (or triple quote). Exact for strings without escapes, close otherwise.
-fn string_offset(span: &Range<usize>, offset: usize) -> usize {
-    span.start + 1 + offset
+/// quote (or triple quote, and the newline a triple quote may be followed by, which is not part
+/// of the string). Exact for strings without escapes, close otherwise.
+fn string_offset(text: &str, span: &Range<usize>, offset: usize) -> usize {
+    let raw = text.get(span.start..span.end).unwrap_or_default();
+    let open = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        let rest = &raw[3..];
+        3 + if rest.starts_with("\r\n") { 2 } else { usize::from(rest.starts_with('\n')) }
+    } else {
+        1
+    };
+    span.start + open + offset
 }

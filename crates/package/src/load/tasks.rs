@@ -108,6 +108,7 @@ fn read_task(
     let timeout = f.take("timeout").and_then(|v| positive_duration(reader, v, &f.path_of("timeout")));
     read_transaction(reader, &mut f);
 
+    let mut kind_known = true;
     let kind = match kind_name.as_deref() {
         Some("process") => read_process(reader, &mut f).map(TaskKind::Process),
         Some("sleep") => f
@@ -123,24 +124,36 @@ fn read_task(
             if let Some(v) = kind_value {
                 reader.error(&v.span(), &f.path_of("kind"), "task kind `sql` is not supported yet");
             }
-            return None;
+            kind_known = false;
+            None
         }
         Some(other) => {
             if let Some(v) = kind_value {
                 reader.error(&v.span(), &f.path_of("kind"), format!("unknown task kind `{other}` (expected {KINDS})"));
             }
-            return None;
+            kind_known = false;
+            None
         }
-        None => return None,
+        None => {
+            kind_known = false;
+            None
+        }
     };
-    let context_text = format!("for a `{}` task", kind_name.as_deref().unwrap_or("?"));
-    f.finish(reader, &context_text);
+    // Fields can only be checked against a kind that is known.
+    if kind_known {
+        let context_text = format!("for a `{}` task", kind_name.as_deref().unwrap_or("?"));
+        f.finish(reader, &context_text);
+    }
+    // A named task whose kind could not be read (an error was reported) still takes part in
+    // its container's name and constraint checks, so its siblings' constraints on it are not
+    // reported as naming no task; the package is refused anyway.
+    let kind = kind.unwrap_or_else(|| TaskKind::Sequence(Container::default()));
     let name_span = name_value.map_or_else(|| value.span(), |v| v.span());
     Some(RawTask {
         task: Task {
             name: name?,
             description,
-            kind: kind?,
+            kind,
             after: Vec::new(),
             join,
             disabled,
