@@ -266,10 +266,31 @@ pub async fn terminate_process_group(pgid: u32, grace: Duration) {
     }
 }
 
-/// Whether process group `pgid` still has a member (`kill(-pgid, 0)` succeeds or is refused
-/// with EPERM). Zombies count as members. Always false for group ids 0 and 1.
+/// Whether process group `pgid` still has a running member. `kill(-pgid, 0)` answers first;
+/// when it says members exist, /proc decides whether any is more than a zombie waiting for
+/// init to reap it (some container inits reap late, and a zombie runs nothing). Always false
+/// for group ids 0 and 1.
 pub fn process_group_alive(pgid: u32) -> bool {
-    matches!(signal_group(pgid, None), Ok(()) | Err(Errno::EPERM))
+    matches!(signal_group(pgid, None), Ok(()) | Err(Errno::EPERM)) && group_has_running_member(pgid)
+}
+
+/// Scans /proc for a process of group `pgid` that is not a zombie; true when /proc is unreadable.
+fn group_has_running_member(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        if group == Some(pgid) && state != Some("Z") {
+            return true;
+        }
+    }
+    false
 }
 
 /// Sends `signal` to the group, refusing the dangerous ids 0 (own group) and 1 (everything).

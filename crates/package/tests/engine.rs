@@ -71,10 +71,19 @@ async fn precedence_cases_from_the_ssis_documentation() {
         (true, true, true, r#"[{ task = "A", on = "success", when = "params.stop", eval = "or" }]"#, "all", true),
         (false, true, true, r#"[{ task = "A", on = "success", when = "params.stop", eval = "or" }]"#, "all", false),
         // Expressions see the precedence task's facts.
-        (false, true, true, r#"[{ task = "A", when = "tasks['A'].exit_code == 1 && tasks['A'].result == 'failure'" }]"#, "all", true),
+        (
+            false,
+            true,
+            true,
+            r#"[{ task = "A", when = "tasks['A'].exit_code == 1 && tasks['A'].result == 'failure'" }]"#,
+            "all",
+            true,
+        ),
     ];
     for (i, &(a, b, c, after, join, runs)) in cases.iter().enumerate() {
-        let d = format!("[[tasks]]\nname = \"D\"\nkind = \"process\"\ncommand = [\"true\"]\nafter = {after}\njoin = \"{join}\"\n");
+        let d = format!(
+            "[[tasks]]\nname = \"D\"\nkind = \"process\"\ncommand = [\"true\"]\nafter = {after}\njoin = \"{join}\"\n"
+        );
         let text = package("max_errors = 0", &[process("A", a, ""), process("B", b, ""), process("C", c, ""), d]);
         let run = run_text(&text).await;
         let expected = if runs { TaskResult::Success } else { TaskResult::NotRun };
@@ -384,7 +393,8 @@ after = [{{ task = "Tree", on = "completion" }}]
         pidfile.display()
     );
     let cancel = CancellationToken::new();
-    let options = RunOptions { cancel: cancel.clone(), kill_grace: Duration::from_millis(500), ..RunOptions::default() };
+    let options =
+        RunOptions { cancel: cancel.clone(), kill_grace: Duration::from_millis(500), ..RunOptions::default() };
     let pidfile_seen = pidfile.clone();
     let canceler = tokio::task::spawn_blocking(move || {
         wait_until("the process tree has started", Duration::from_secs(10), || pidfile_seen.exists());
@@ -549,7 +559,10 @@ params = { code = 3 }
     assert_eq!(failing.status.as_str(), "failed");
     assert_eq!(failing.package.as_deref(), Some("child.toml"));
     assert_eq!(failing.tasks[0].exit_code, Some(3));
-    assert!(run.events.iter().any(|e| e.path == "Failing child/Exit"), "child events are in the log under the task path");
+    assert!(
+        run.events.iter().any(|e| e.path == "Failing child/Exit"),
+        "child events are in the log under the task path"
+    );
 }
 
 #[tokio::test]
@@ -603,7 +616,8 @@ job = "load"
 
 #[tokio::test]
 async fn every_task_is_listed_and_events_pair_starts_with_ends() {
-    let run = run_text(&package("max_errors = 0", &[process("A", false, ""), process("B", true, "after = [\"A\"]")])).await;
+    let run =
+        run_text(&package("max_errors = 0", &[process("A", false, ""), process("B", true, "after = [\"A\"]")])).await;
     assert_eq!(run.tasks.len(), 2);
     let a_started = run.events.iter().position(|e| e.path == "A" && matches!(e.kind, EventKind::TaskStarted { .. }));
     let a_finished = run.events.iter().position(|e| e.path == "A" && matches!(e.kind, EventKind::TaskFinished { .. }));

@@ -66,7 +66,13 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let cancel = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(cancel.clone()));
+    // Listen before the run starts, so an early Ctrl-C cancels instead of killing us.
+    match CancelSignals::listen() {
+        Ok(signals) => {
+            tokio::spawn(signals.cancel_on_signal(cancel.clone()));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for Ctrl-C and SIGTERM; they will end the run abruptly"),
+    }
     let options = RunOptions {
         parameters,
         max_concurrent: args.max_concurrent,
@@ -111,30 +117,36 @@ pub fn report_load_error(error: &LoadError) -> u8 {
     }
 }
 
-/// Ctrl-C or SIGTERM cancels the run (processes get TERM, then KILL); a second one exits at once.
-async fn cancel_on_signal(cancel: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM");
-            return;
-        }
-    };
-    let mut signals = 0;
-    loop {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            _ = term.recv() => {}
-        }
-        signals += 1;
-        if signals == 1 {
-            eprintln!(
-                "canceling: no new task starts, running processes are being ended (press Ctrl-C again to exit now)"
-            );
-            cancel.cancel();
-        } else {
-            eprintln!("exiting now");
-            std::process::exit(i32::from(exit::CANCELED));
+/// Ctrl-C (SIGINT) and SIGTERM, registered before the run starts.
+struct CancelSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl CancelSignals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    /// The first signal cancels the run (processes get TERM, then KILL); a second exits at once.
+    async fn cancel_on_signal(mut self, cancel: CancellationToken) {
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+            signals += 1;
+            if signals == 1 {
+                eprintln!(
+                    "canceling: no new task starts, running processes are being ended (press Ctrl-C again to exit now)"
+                );
+                cancel.cancel();
+            } else {
+                eprintln!("exiting now");
+                std::process::exit(i32::from(exit::CANCELED));
+            }
         }
     }
 }
