@@ -1,1 +1,103 @@
-fn main() {}
+//! `switchyard-agent --config agent.toml`: the worker agent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use switchyard_agent::config::{AgentConfig, ConfigOverrides};
+
+/// Switchyard agent: runs jobs whose steps run child packages or commands.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-agent", version, about)]
+struct Args {
+    /// agent.toml; SWITCHYARD_AGENT_* environment variables and these flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The agent's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Folder of the agent's database and pushed packages.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Jobs run at once.
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Labels (comma-separated) that pools select agents by.
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// Accept InjectFault (switchyard chaos).
+    #[arg(long)]
+    allow_fault_injection: bool,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.verbose);
+    let overrides = ConfigOverrides {
+        name: args.name,
+        listen: args.listen,
+        data_dir: args.data_dir,
+        slots: args.slots,
+        labels: args.labels,
+        allow_fault_injection: args.allow_fault_injection.then_some(true),
+        ..ConfigOverrides::default()
+    };
+    let config =
+        AgentConfig::load(args.config.as_deref(), std::env::vars(), overrides).context("loading agent config")?;
+    if config.coordinator.is_some() {
+        anyhow::bail!(
+            "`coordinator` (registering with a coordinator) is not supported yet; remove it from the agent config"
+        );
+    }
+    if config.insecure && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "listening on a non-loopback address without TLS (insecure = true)");
+    }
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    eprintln!("switchyard-agent \"{}\" listening on {bound}", config.name);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    switchyard_agent::server::serve(listener, config, shutdown).await.context("agent failed")?;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C starts a graceful shutdown.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for SIGTERM and SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,switchyard_agent=info",
+        1 => "info,switchyard_agent=debug,switchyard_package=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch to each command.
 
+mod agent;
 mod progress;
 mod run;
 mod validate;
@@ -45,34 +46,34 @@ pub enum Command {
         /// The package file.
         package: PathBuf,
     },
+    /// Start a job on an agent (sp_start_job), optionally waiting for its outcome.
+    ///
+    /// Exit codes: 0 started (with --wait: the run succeeded), 1 the call failed or the run
+    /// failed, 3 the run was canceled, 6 bad command line.
+    StartJob(agent::start_job::StartJobArgs),
+    /// List an agent's jobs and what they are doing (sp_help_job).
+    Jobs(agent::jobs::JobsArgs),
+    /// Show an agent's job history (sysjobhistory), newest first, messages whole.
+    History(agent::history::HistoryArgs),
+    /// Show the captured stdout and stderr of a run, per step attempt.
+    Logs(agent::logs::LogsArgs),
     /// Commands the contract defines that later work brings.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
 
-const LATER_COMMANDS: &[&str] = &[
-    "demo",
-    "serve",
-    "agents",
-    "executions",
-    "report",
-    "watch",
-    "cancel",
-    "drain",
-    "start-job",
-    "jobs",
-    "history",
-    "logs",
-    "deploy",
-    "chaos",
-    "certs",
-];
+const LATER_COMMANDS: &[&str] =
+    &["demo", "serve", "agents", "executions", "report", "watch", "cancel", "drain", "deploy", "chaos", "certs"];
 
 /// Runs a command and returns the process exit code.
 pub async fn dispatch(args: Args) -> u8 {
     match args.command {
         Command::Run(run) => run::run(run).await,
         Command::Validate { package } => validate::validate(&package),
+        Command::StartJob(start) => agent::start_job::run(start).await,
+        Command::Jobs(jobs) => agent::jobs::run(jobs).await,
+        Command::History(history) => agent::history::run(history).await,
+        Command::Logs(logs) => agent::logs::run(logs).await,
         Command::Other(words) => {
             let name = words.first().map(String::as_str).unwrap_or_default();
             if LATER_COMMANDS.contains(&name) {

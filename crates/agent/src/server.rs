@@ -1,0 +1,170 @@
+//! Starting and stopping an agent: open the store, close runs a crash interrupted, load jobs,
+//! serve gRPC (with health and reflection) on a bound listener, and drain on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use switchyard_proto as pb;
+
+use crate::config::AgentConfig;
+use crate::jobs::{load_jobs_dir, parse_job};
+use crate::recovery::close_interrupted_runs;
+use crate::runtime::{AgentRuntime, JobSource};
+use crate::service::AgentService;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Why an agent could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// gRPC serving failed.
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor set.
+    #[error("building server reflection: {0}")]
+    Reflection(String),
+}
+
+/// Serves an agent on `listener` until `shutdown` fires, then drains: new starts are refused,
+/// running runs get `shutdown_grace` to end before they are canceled and recorded.
+pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let runtime = start(config).await?;
+    let consumed = Arc::new(AtomicU64::new(
+        runtime.store.meta("consumed").await?.and_then(|v| v.parse().ok()).unwrap_or_default(),
+    ));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::agent_server::AgentServer<AgentService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let service = pb::agent_server::AgentServer::new(AgentService::new(runtime.clone(), consumed.clone()))
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let maintenance = tokio::spawn(prune_outbox(runtime.clone(), consumed));
+
+    let drain_runtime = runtime.clone();
+    let drained = async move {
+        shutdown.cancelled().await;
+        health.set_not_serving::<pb::agent_server::AgentServer<AgentService>>().await;
+        drain(&drain_runtime).await;
+        drain_runtime.shutdown.cancel();
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
+        .await?;
+    maintenance.abort();
+    tracing::info!(agent = %runtime.name(), "agent stopped");
+    Ok(())
+}
+
+/// Opens the store, closes interrupted runs, and loads jobs from jobs_dir and the store.
+pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError> {
+    let options = StoreOptions {
+        synchronous_full: config.synchronous == crate::config::Synchronous::Full,
+        history_max_rows: config.history_max_rows as usize,
+        history_max_rows_per_job: config.history_max_rows_per_job as usize,
+    };
+    let store = Store::open(&config.data_dir, options)?;
+    let closed = close_interrupted_runs(&store, config.kill_grace).await?;
+    if closed > 0 {
+        tracing::warn!(runs = closed, "closed runs interrupted by the last stop");
+    }
+    let (files, errors) = load_jobs_dir(&config.jobs_dir);
+    for error in &errors {
+        tracing::error!(%error, "job file skipped; fix it and restart the agent");
+    }
+    let mut jobs: Vec<_> = files.into_iter().map(|j| (Arc::new(j), JobSource::File)).collect();
+    for stored in store.jobs().await? {
+        match parse_job(&stored.definition, &format!("stored job {}", stored.name)) {
+            Ok(def) => {
+                jobs.retain(|(j, _)| j.name != def.name);
+                jobs.push((Arc::new(def), JobSource::Pushed));
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::error!(%error, "stored job skipped");
+                }
+            }
+        }
+    }
+    let epoch = store.meta("epoch").await?.and_then(|v| v.parse().ok()).unwrap_or_default();
+    tracing::info!(
+        agent = %config.name,
+        jobs = jobs.len(),
+        incarnation = %store.incarnation(),
+        last_sequence = store.last_sequence(),
+        "agent started"
+    );
+    Ok(AgentRuntime::new(config, store, jobs, epoch))
+}
+
+/// Refuses new starts, waits up to shutdown_grace for running runs, then cancels the rest and
+/// waits (bounded) for them to record their end.
+async fn drain(runtime: &AgentRuntime) {
+    runtime.start_draining();
+    let grace = runtime.config.shutdown_grace;
+    tracing::info!(active = runtime.active_runs().len(), grace = ?grace, "draining");
+    if !wait_for_no_runs(runtime, grace).await {
+        for run in runtime.lock_active().values_mut() {
+            run.stopped_by.get_or_insert_with(|| "the agent shutting down".to_string());
+            run.cancel.cancel();
+        }
+        let bound = runtime.config.kill_grace + Duration::from_secs(5);
+        if !wait_for_no_runs(runtime, bound).await {
+            tracing::error!("runs did not record their end in time; they are closed at the next start");
+        }
+    }
+}
+
+/// True when no run is active, waiting at most `limit`.
+async fn wait_for_no_runs(runtime: &AgentRuntime, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let ended = runtime.run_ended.notified();
+        if runtime.active_runs().is_empty() {
+            return true;
+        }
+        tokio::select! {
+            _ = ended => {}
+            _ = tokio::time::sleep_until(deadline) => return runtime.active_runs().is_empty(),
+        }
+    }
+}
+
+/// Prunes consumed outbox events older than outbox_retention, every minute.
+async fn prune_outbox(runtime: Arc<AgentRuntime>, consumed: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let retention =
+            chrono::Duration::from_std(runtime.config.outbox_retention).unwrap_or(chrono::Duration::days(7));
+        let upto = consumed.load(Ordering::SeqCst);
+        if upto == 0 {
+            continue;
+        }
+        let _ = runtime.store.write(vec![crate::store::Write::SetConsumed(upto)]).await;
+        match runtime.store.prune_outbox(upto, Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "outbox pruned"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! One attempt of one job step: a command (a process tree of its own) or a package run by the
+//! engine. Process groups are recorded while they run so a restarted agent can end them.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use switchyard_package::engine::{ProcessEvent, RunOptions, run_package};
+use switchyard_package::expr::Map;
+use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
+use switchyard_package::{ExecutionStatus, LoadError, TaskResult, load_package};
+
+use crate::jobs::{StepDefinition, StepWork};
+use crate::model::{HistoryStatus, RunRecord, StepOutputRecord};
+use crate::runtime::AgentRuntime;
+use crate::store::Write;
+
+/// How one step attempt ended.
+#[derive(Debug, Clone)]
+pub(crate) struct StepResult {
+    /// Succeeded, Failed or Canceled.
+    pub status: HistoryStatus,
+    /// What happened, for the history row.
+    pub message: String,
+    /// A command step's exit code.
+    pub exit_code: Option<i32>,
+}
+
+/// The meta key under which a run's live process groups are kept.
+pub(crate) fn process_groups_key(run_id: &str) -> String {
+    format!("process_groups:{run_id}")
+}
+
+/// Records a run's live process groups in the store, in order, from one task.
+pub(crate) struct ProcessGroups {
+    tx: mpsc::UnboundedSender<(ProcessEvent, Option<oneshot::Sender<()>>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProcessGroups {
+    /// Starts the recorder of one run.
+    pub fn start(runtime: Arc<AgentRuntime>, run_id: String) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(ProcessEvent, Option<oneshot::Sender<()>>)>();
+        let task = tokio::spawn(async move {
+            let mut live: Vec<u32> = Vec::new();
+            while let Some((event, done)) = rx.recv().await {
+                match event {
+                    ProcessEvent::Started(pgid) => live.push(pgid),
+                    ProcessEvent::Ended(pgid) => live.retain(|&p| p != pgid),
+                }
+                let value = serde_json::to_string(&live).unwrap_or_else(|_| "[]".into());
+                if let Err(e) =
+                    runtime.store.write(vec![Write::SetMeta { key: process_groups_key(&run_id), value }]).await
+                {
+                    tracing::warn!(run = %run_id, error = %e, "cannot record process groups");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { tx, task }
+    }
+
+    /// Records an event without waiting (the engine's observer is synchronous).
+    pub fn note(&self, event: ProcessEvent) {
+        let _ = self.tx.send((event, None));
+    }
+
+    /// Records an event and waits until it is durable.
+    pub async fn record(&self, event: ProcessEvent) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send((event, Some(done))).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// An observer for the engine that notes every process group.
+    pub fn observer(&self) -> switchyard_package::engine::ProcessObserver {
+        let tx = self.tx.clone();
+        Arc::new(move |event| {
+            let _ = tx.send((event, None));
+        })
+    }
+
+    /// Flushes what is queued and ends the recorder.
+    pub async fn stop(self) {
+        drop(self.tx);
+        let _ = self.task.await;
+    }
+}
+
+/// Runs one attempt of a step; returns its result, its output, and the hash of the package it ran.
+pub(crate) async fn run_attempt(
+    runtime: &Arc<AgentRuntime>,
+    record: &RunRecord,
+    step: &StepDefinition,
+    attempt: u32,
+    cancel: &CancellationToken,
+    groups: &ProcessGroups,
+) -> (StepResult, StepOutputRecord, Option<String>) {
+    let attempt_cancel = cancel.child_token();
+    let work = run_work(runtime, record, step, &attempt_cancel, groups);
+    tokio::pin!(work);
+    let (mut result, stdout, stderr, truncated, hash) = match step.timeout {
+        None => work.await,
+        Some(limit) => tokio::select! {
+            done = &mut work => done,
+            _ = tokio::time::sleep(limit) => {
+                attempt_cancel.cancel();
+                let (mut result, stdout, stderr, truncated, hash) = work.await;
+                if !cancel.is_cancelled() {
+                    result.status = HistoryStatus::Failed;
+                    result.message = format!("The step timed out after {}.", humantime::format_duration(limit));
+                }
+                (result, stdout, stderr, truncated, hash)
+            }
+        },
+    };
+    if cancel.is_cancelled() {
+        result.status = HistoryStatus::Canceled;
+    }
+    let output = StepOutputRecord {
+        run_id: record.run_id.clone(),
+        step_id: step.id,
+        step_name: step.name.clone(),
+        attempt,
+        stdout,
+        stderr,
+        truncated,
+    };
+    (result, output, hash)
+}
+
+type WorkDone = (StepResult, String, String, bool, Option<String>);
+
+async fn run_work(
+    runtime: &Arc<AgentRuntime>,
+    record: &RunRecord,
+    step: &StepDefinition,
+    cancel: &CancellationToken,
+    groups: &ProcessGroups,
+) -> WorkDone {
+    match &step.work {
+        StepWork::Command { argv, env, dir, success_codes } => {
+            let dir = dir
+                .as_deref()
+                .map_or_else(|| runtime.config.packages_dir.clone(), |d| runtime.config.packages_dir.join(d));
+            let spec = ProcessSpec {
+                program: argv[0].clone(),
+                args: argv[1..].to_vec(),
+                env: env.clone(),
+                dir,
+                timeout: None,
+                success_codes: success_codes.clone(),
+                output_limit: runtime.config.output_limit,
+                kill_grace: runtime.config.kill_grace,
+            };
+            run_command(&spec, cancel, groups).await
+        }
+        StepWork::Package { path, params } => run_package_step(runtime, record, path, params, cancel, groups).await,
+    }
+}
+
+async fn run_command(spec: &ProcessSpec, cancel: &CancellationToken, groups: &ProcessGroups) -> WorkDone {
+    let spawned = match SpawnedProcess::spawn(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("{e}; check the command and PATH on this agent");
+            return (
+                StepResult { status: HistoryStatus::Failed, message, exit_code: None },
+                String::new(),
+                String::new(),
+                false,
+                None,
+            );
+        }
+    };
+    let pgid = spawned.pid();
+    groups.record(ProcessEvent::Started(pgid)).await;
+    let done = spawned.wait(cancel).await;
+    groups.note(ProcessEvent::Ended(pgid));
+    let (status, message) = match done.end {
+        ProcessEnd::Canceled => (HistoryStatus::Canceled, "The process tree was ended.".to_string()),
+        ProcessEnd::TimedOut => (HistoryStatus::Failed, "The process timed out.".to_string()),
+        ProcessEnd::Exited => {
+            let how = match (done.exit_code, done.signal) {
+                (Some(code), _) => format!("Process exit code {code}."),
+                (None, Some(signal)) => format!("Process killed by signal {signal}."),
+                (None, None) => "Process ended.".to_string(),
+            };
+            (if done.success { HistoryStatus::Succeeded } else { HistoryStatus::Failed }, how)
+        }
+    };
+    let truncated = done.stdout_truncated || done.stderr_truncated;
+    (StepResult { status, message, exit_code: done.exit_code }, done.stdout, done.stderr, truncated, None)
+}
+
+/// Where a step's package lives: pushed packages first, then packages_dir.
+pub(crate) fn package_file(runtime: &AgentRuntime, path: &str) -> PathBuf {
+    let pushed = pushed_packages_dir(&runtime.config.data_dir).join(path);
+    if pushed.exists() { pushed } else { runtime.config.packages_dir.join(path) }
+}
+
+/// The folder pushed packages are written to.
+pub(crate) fn pushed_packages_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("packages")
+}
+
+async fn run_package_step(
+    runtime: &Arc<AgentRuntime>,
+    record: &RunRecord,
+    path: &str,
+    step_params: &Map,
+    cancel: &CancellationToken,
+    groups: &ProcessGroups,
+) -> WorkDone {
+    let failed = |message: String| {
+        (
+            StepResult { status: HistoryStatus::Failed, message, exit_code: None },
+            String::new(),
+            String::new(),
+            false,
+            None,
+        )
+    };
+    let file = package_file(runtime, path);
+    let hash = std::fs::read(&file).ok().map(|bytes| hex::encode(Sha256::digest(bytes)));
+    let package = match load_package(&file) {
+        Ok(loaded) => loaded.package,
+        Err(LoadError::NotFound(_)) => {
+            return failed(format!(
+                "package \"{path}\" is not on this agent (looked in {}); push it with `switchyard deploy` or PutPackage",
+                runtime.config.packages_dir.display()
+            ));
+        }
+        Err(e) => return failed(format!("package \"{path}\" cannot be loaded: {e}")),
+    };
+    // Step params are defaults; the start's params override them. Each package takes the
+    // parameters it declares: a job's params may be meant for another of its steps.
+    let mut parameters = Map::new();
+    for (name, value) in step_params.iter().chain(record.params.iter()) {
+        if package.parameters.contains_key(name) {
+            parameters.insert(name.clone(), value.clone());
+        }
+    }
+    let options = RunOptions {
+        execution_id: record.run_id.clone(),
+        parameters,
+        cancel: cancel.clone(),
+        output_limit: runtime.config.output_limit,
+        kill_grace: runtime.config.kill_grace,
+        process_observer: Some(groups.observer()),
+        ..RunOptions::default()
+    };
+    let run = run_package(package, options).await;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    for task in &run.tasks {
+        let duration = task.duration_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"));
+        let _ = writeln!(stdout, "{}: {} ({duration}) {}", task.path, task.result, task.message);
+        if task.result == TaskResult::Failure {
+            let _ = writeln!(stderr, "{}: {}", task.path, task.message);
+        }
+    }
+    let failures: Vec<&str> =
+        run.tasks.iter().filter(|t| t.result == TaskResult::Failure).map(|t| t.path.as_str()).collect();
+    let (status, message) = match run.status {
+        ExecutionStatus::Succeeded | ExecutionStatus::Completed => {
+            (HistoryStatus::Succeeded, format!("Package \"{}\" succeeded.", run.package))
+        }
+        ExecutionStatus::Canceled => (HistoryStatus::Canceled, format!("Package \"{}\" was canceled.", run.package)),
+        _ if failures.is_empty() => (HistoryStatus::Failed, format!("Package \"{}\" failed.", run.package)),
+        _ => (
+            HistoryStatus::Failed,
+            format!("Package \"{}\" failed (failed tasks: {}).", run.package, failures.join(", ")),
+        ),
+    };
+    (StepResult { status, message, exit_code: None }, stdout, stderr, false, hash)
+}

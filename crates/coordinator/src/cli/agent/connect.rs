@@ -1,0 +1,244 @@
+//! Reaching one agent: its address, a bounded connect, and a deadline on every unary call.
+
+use std::future::Future;
+use std::time::Duration;
+
+use switchyard_proto::agent_client::AgentClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use super::Failure;
+
+/// How long connecting may take before the agent counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a unary call may take; generous because the agent answers in milliseconds.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// An agent address as given (`host:port` or `http(s)://host:port`) and the URI it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentAddress {
+    /// What the user typed, for messages.
+    pub given: String,
+    /// With a scheme: `http://host:port`.
+    pub uri: String,
+}
+
+impl AgentAddress {
+    /// Parses `host:port`, `http://host:port` or `https://host:port` (the default scheme is http).
+    pub fn parse(given: &str) -> Result<Self, Failure> {
+        let bad =
+            |why: &str| Failure::usage(format!("agent address \"{given}\" {why}; use host:port or http://host:port"));
+        let (scheme, rest) = match given.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+            None => ("http".to_string(), given),
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(bad(&format!("has the scheme \"{scheme}\", which is neither http nor https")));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains('/') {
+            return Err(bad("has a path"));
+        }
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            return Err(bad("has no port"));
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad("has no host"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(bad(&format!("has the port \"{port}\", which is not 1 to 65535"))),
+        }
+        if scheme == "https" {
+            return Err(Failure::usage(format!(
+                "agent address \"{given}\": https is not supported yet (this build has no TLS); use http://{authority}"
+            )));
+        }
+        Ok(Self { given: given.to_string(), uri: format!("{scheme}://{authority}") })
+    }
+}
+
+/// A connected agent client and the address it was reached at.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    address: AgentAddress,
+    client: AgentClient<Channel>,
+}
+
+impl Agent {
+    /// Parses the address and connects, within [`CONNECT_TIMEOUT`].
+    pub async fn connect(given: &str) -> Result<Self, Failure> {
+        let address = AgentAddress::parse(given)?;
+        let unreachable = |why: String| {
+            Failure::call(format!("cannot reach agent at {}: {why}; is switchyard-agent running there?", address.given))
+        };
+        let endpoint = Endpoint::from_shared(address.uri.clone())
+            .map_err(|e| Failure::usage(format!("agent address \"{}\": {}", address.given, error_chain(&e))))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+            Err(_) => return Err(unreachable(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        Ok(Self { address, client: AgentClient::new(channel) })
+    }
+
+    /// The address as the user gave it.
+    pub fn address(&self) -> &str {
+        &self.address.given
+    }
+
+    /// A client on the shared channel (cheap: clones share one HTTP/2 connection).
+    pub fn client(&self) -> AgentClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Awaits a unary call for at most [`CALL_DEADLINE`]; running out is DEADLINE_EXCEEDED.
+    pub async fn call<R>(&self, call: impl Future<Output = Result<Response<R>, Status>>) -> Result<R, Status> {
+        match tokio::time::timeout(CALL_DEADLINE, call).await {
+            Ok(result) => result.map(Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(format!("no answer within {} s", CALL_DEADLINE.as_secs()))),
+        }
+    }
+
+    /// Explains a status no command handles itself: unreachable, too slow, or the agent's own words.
+    pub fn explain(&self, status: &Status) -> Failure {
+        let address = self.address();
+        let text = status_text(status);
+        let message = match status.code() {
+            Code::Unavailable => format!(
+                "agent at {address} is unavailable: {text}; is switchyard-agent running there (and not draining)?"
+            ),
+            Code::Unknown if status.message().starts_with("Service was not ready") => {
+                format!("cannot reach agent at {address}: {text}; is switchyard-agent running there?")
+            }
+            Code::DeadlineExceeded => {
+                format!("agent at {address} did not answer: {text}; it may be overloaded or hung, try again")
+            }
+            Code::ResourceExhausted => {
+                format!("agent at {address} has no room: {text}; try again when a run finishes")
+            }
+            Code::InvalidArgument => format!("agent at {address} refused the request: {text}"),
+            Code::Unimplemented => {
+                format!("agent at {address} does not implement this call: {text}; is it an older switchyard-agent?")
+            }
+            code => format!("agent at {address} answered {}: {text}", code_name(code)),
+        };
+        Failure::call(message)
+    }
+}
+
+/// A request carrying [`CALL_DEADLINE`] as its grpc-timeout, so the agent knows it too.
+pub fn request<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(CALL_DEADLINE);
+    request
+}
+
+/// The status message followed by whatever its sources add ("transport error" alone says little).
+pub fn status_text(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let part = error.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        source = error.source();
+    }
+    if text.is_empty() { code_name(status.code()).to_string() } else { text }
+}
+
+/// An error and its sources joined with ": ", skipping repeats.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// The gRPC code in the upper-case form grpcurl and the proto comments use.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(given: &str) -> Result<String, String> {
+        AgentAddress::parse(given).map(|a| a.uri).map_err(|f| f.message)
+    }
+
+    #[test]
+    fn host_and_port_get_the_http_scheme() {
+        assert_eq!(parsed("127.0.0.1:7601"), Ok("http://127.0.0.1:7601".to_string()));
+        assert_eq!(parsed("server-a:7601"), Ok("http://server-a:7601".to_string()));
+        assert_eq!(parsed("[::1]:7601"), Ok("http://[::1]:7601".to_string()));
+    }
+
+    #[test]
+    fn an_http_address_is_kept_and_a_trailing_slash_dropped() {
+        assert_eq!(parsed("http://localhost:7601/"), Ok("http://localhost:7601".to_string()));
+        assert_eq!(parsed("HTTP://localhost:7601"), Ok("http://localhost:7601".to_string()));
+    }
+
+    #[test]
+    fn https_is_refused_as_not_supported_yet_with_exit_code_6() {
+        let failure = AgentAddress::parse("https://server-a:7601").unwrap_err();
+        assert_eq!(failure.exit_code, 6);
+        assert!(failure.message.contains("not supported yet"), "{}", failure.message);
+        assert!(failure.message.contains("http://server-a:7601"), "{}", failure.message);
+    }
+
+    #[test]
+    fn malformed_addresses_say_what_is_wrong() {
+        for (given, why) in [
+            ("server-a", "has no port"),
+            ("server-a:0", "not 1 to 65535"),
+            ("server-a:http", "not 1 to 65535"),
+            (":7601", "has no host"),
+            ("grpc://server-a:7601", "scheme \"grpc\""),
+            ("http://server-a:7601/jobs", "has a path"),
+        ] {
+            let failure = AgentAddress::parse(given).unwrap_err();
+            assert_eq!(failure.exit_code, 6, "{given}");
+            assert!(failure.message.contains(why), "{given}: {}", failure.message);
+        }
+    }
+
+    #[test]
+    fn status_text_falls_back_to_the_code_name() {
+        assert_eq!(status_text(&Status::new(Code::Aborted, "")), "ABORTED");
+        assert_eq!(status_text(&Status::not_found("no such job")), "no such job");
+    }
+}
