@@ -697,3 +697,19 @@ synchronous = "full"
         assert!(matches!(config.validate(), Err(ConfigError::Invalid { key, .. }) if key == "slots"));
     }
 }
+
+#[cfg(test)]
+mod deploy_example {
+    use super::*;
+
+    /// deploy/agent.toml is what operators copy: it must stay valid.
+    #[test]
+    fn the_deployed_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent.toml");
+        let config = AgentConfig::load(Some(&path), Vec::<(String, String)>::new(), ConfigOverrides::default())
+            .unwrap_or_else(|e| panic!("deploy/agent.toml: {e}"));
+        assert_eq!(config.name, "server-a");
+        assert_eq!(config.labels, ["etl"]);
+        assert_eq!(config.slots, 4);
+    }
+}

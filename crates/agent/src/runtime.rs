@@ -129,11 +129,19 @@ pub struct AgentRuntime {
     keys: Mutex<HashMap<String, Arc<OnceCell<Accepted>>>>,
     /// Notified whenever a run ends.
     pub(crate) run_ended: Notify,
+    /// The data dir's lock, held while the agent lives.
+    _data_dir_lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl AgentRuntime {
     /// A runtime over an open store and the jobs loaded at start.
-    pub fn new(config: AgentConfig, store: Store, jobs: Vec<(Arc<JobDefinition>, JobSource)>, epoch: u64) -> Arc<Self> {
+    pub fn new(
+        config: AgentConfig,
+        store: Store,
+        jobs: Vec<(Arc<JobDefinition>, JobSource)>,
+        epoch: u64,
+        data_dir_lock: nix::fcntl::Flock<std::fs::File>,
+    ) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(config.slots as usize));
         let runtime = Arc::new(Self {
             config,
@@ -148,6 +156,7 @@ impl AgentRuntime {
             started: Instant::now(),
             keys: Mutex::new(HashMap::new()),
             run_ended: Notify::new(),
+            _data_dir_lock: data_dir_lock,
         });
         for (definition, source) in jobs {
             runtime.put_job(definition, source);

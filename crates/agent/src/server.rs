@@ -31,6 +31,29 @@ pub enum ServeError {
     /// Reflection could not be built from the descriptor set.
     #[error("building server reflection: {0}")]
     Reflection(String),
+    /// Another agent process holds the data dir.
+    #[error("{0}")]
+    DataDirInUse(String),
+}
+
+/// Holds an exclusive lock on the data dir for as long as the agent runs: two agents writing
+/// one outbox would break its sequence numbers.
+fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, ServeError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServeError::DataDirInUse(format!("cannot create data dir {}: {e}", dir.display())))?;
+    let path = dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServeError::DataDirInUse(format!("cannot open {}: {e}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        ServeError::DataDirInUse(format!(
+            "data dir {} is in use by another agent ({e}); give each agent its own data_dir",
+            dir.display()
+        ))
+    })
 }
 
 /// Serves an agent on `listener` until `shutdown` fires, then drains: new starts are refused,
@@ -77,6 +100,7 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
 
 /// Opens the store, closes interrupted runs, and loads jobs from jobs_dir and the store.
 pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError> {
+    let lock = lock_data_dir(&config.data_dir)?;
     let options = StoreOptions {
         synchronous_full: config.synchronous == crate::config::Synchronous::Full,
         history_max_rows: config.history_max_rows as usize,
@@ -113,7 +137,7 @@ pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError>
         last_sequence = store.last_sequence(),
         "agent started"
     );
-    Ok(AgentRuntime::new(config, store, jobs, epoch))
+    Ok(AgentRuntime::new(config, store, jobs, epoch, lock))
 }
 
 /// Refuses new starts, waits up to shutdown_grace for running runs, then cancels the rest and
