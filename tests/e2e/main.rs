@@ -1,3 +1,8 @@
 //! End-to-end tests: the real binaries run as separate processes, one module per scenario.
 
+mod agent;
+mod agent_admin;
+mod agent_concurrency;
+mod agent_durability;
+mod agent_history;
 mod run_cli;

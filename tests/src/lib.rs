@@ -1,9 +1,10 @@
 //! Harness for the end-to-end tests: builds and finds the real binaries, runs them as separate
 //! processes under a deadline, gives each test a scratch folder, and polls for conditions.
 //!
-//! Nothing here sleeps to wait for something: [`eventually`] polls under a deadline, and every
-//! process is killed when it outlives [`COMMAND_DEADLINE`], so a hung binary fails a test instead
-//! of hanging CI.
+//! Nothing here sleeps to wait for something: [`eventually`] (and [`eventually_async`]) polls
+//! under a deadline, and every process is killed when it outlives [`COMMAND_DEADLINE`], so a hung
+//! binary fails a test instead of hanging CI. [`AgentProcess`] runs a real `switchyard-agent`
+//! for tests that talk to it over gRPC.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -18,6 +19,10 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+mod agent;
+
+pub use agent::{AGENT_START_DEADLINE, AgentProcess, AgentSetup};
 
 /// How long one command may run before it is killed and the test fails.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
@@ -49,18 +54,13 @@ pub fn switchyard_bin() -> PathBuf {
     BUILT.get_or_init(|| build_binary("switchyard")).clone()
 }
 
-/// The `switchyard-agent` binary, built once per test process; `None` while the workspace has no
-/// agent crate yet.
+/// The `switchyard-agent` binary, built once per test process with the profile of the running
+/// tests.
 ///
-/// Panics when the agent crate exists but does not build, with cargo's output.
-pub fn agent_bin() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let has_agent = workspace_root().join("crates/agent/Cargo.toml").is_file();
-            has_agent.then(|| build_binary("switchyard-agent"))
-        })
-        .clone()
+/// Panics when the build fails, with cargo's output.
+pub fn agent_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_binary("switchyard-agent")).clone()
 }
 
 /// A scratch folder for one test, deleted when dropped.
@@ -213,6 +213,11 @@ impl RunningProcess {
         self.stderr.snapshot()
     }
 
+    /// How the process ended, or `None` while it still runs; never waits.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap_or_else(|e| panic!("cannot check on {}: {e}", self.description))
+    }
+
     /// Waits for the process to end, at most `deadline`; past it, kills the process and panics
     /// with what it printed.
     pub fn wait(mut self, deadline: Duration) -> CommandOutput {
@@ -266,6 +271,46 @@ pub fn eventually<T>(deadline: Duration, what: &str, mut probe: impl FnMut() -> 
             panic!("timed out after {deadline:?} waiting for {what}");
         }
         thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Polls the async `probe` every few milliseconds until it returns `Some`, and returns that;
+/// panics naming `what` when `deadline` passes first. A probe that hangs is cut off at the
+/// deadline too.
+#[track_caller]
+pub fn eventually_async<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> impl Future<Output = T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let caller = std::panic::Location::caller();
+    let what = what.to_string();
+    async move {
+        let polling = async {
+            loop {
+                if let Some(value) = probe().await {
+                    return value;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        };
+        match tokio::time::timeout(deadline, polling).await {
+            Ok(value) => value,
+            Err(_) => panic!("timed out after {deadline:?} waiting for {what} (at {caller})"),
+        }
+    }
+}
+
+/// Awaits `future`, at most `deadline`; past it, panics naming `what`.
+#[track_caller]
+pub fn within<T>(deadline: Duration, what: &str, future: impl Future<Output = T>) -> impl Future<Output = T> {
+    let caller = std::panic::Location::caller();
+    let what = what.to_string();
+    async move {
+        match tokio::time::timeout(deadline, future).await {
+            Ok(value) => value,
+            Err(_) => panic!("timed out after {deadline:?} waiting for {what} (at {caller})"),
+        }
     }
 }
 

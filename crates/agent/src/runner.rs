@@ -155,7 +155,7 @@ async fn run_step(
             event_for(record, EventKind::StepStarted, format!("step {} ({}) started", step.id, step.name));
         started.step_id = step.id;
         started.step_name = step.name.clone();
-        write(runtime, vec![Write::AppendEvent(started)]).await;
+        write(runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
 
         let started_at = Utc::now();
         let clock = Instant::now();

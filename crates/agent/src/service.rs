@@ -78,7 +78,18 @@ impl pb::agent_server::Agent for AgentService {
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::Run>, Status> {
         self.runtime.faults.gate().await?;
         let run_id = request.into_inner().run_id;
-        let record = self.runtime.store.run(&run_id).await.map_err(Error::from)?.ok_or(Error::UnknownRun(run_id))?;
+        let mut record = self
+            .runtime
+            .store
+            .run(&run_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::UnknownRun(run_id.clone()))?;
+        // The live state of a run in progress is in memory; the store is written behind it.
+        if let Some(active) = self.runtime.active_runs().get(&run_id) {
+            record.status = active.status;
+            record.current_step = active.current_step;
+        }
         Ok(Response::new(wire::run(&record)))
     }
 

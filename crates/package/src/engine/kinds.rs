@@ -235,7 +235,14 @@ async fn run_process(shared: &RunShared, task: &ProcessTask, frame: &Frame, canc
             ));
         }
     };
+    let pgid = spawned.pid();
+    if let Some(observer) = &shared.process_observer {
+        observer(super::ProcessEvent::Started(pgid));
+    }
     let done = spawned.wait(cancel).await;
+    if let Some(observer) = &shared.process_observer {
+        observer(super::ProcessEvent::Ended(pgid));
+    }
     let (result, mut message) = match done.end {
         ProcessEnd::Canceled => (TaskResult::Canceled, "canceled; its process tree was ended".to_string()),
         ProcessEnd::TimedOut => (TaskResult::Failure, "timed out; its process tree was ended".to_string()),
@@ -301,6 +308,7 @@ async fn run_child_package(
         agent_jobs: shared.agent_jobs.clone(),
         output_limit: shared.output_limit,
         kill_grace: shared.kill_grace,
+        process_observer: shared.process_observer.clone(),
     };
     let prefix = format!("{}{path}/", shared.event_prefix);
     let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix)).await;

@@ -49,7 +49,22 @@ pub struct RunOptions {
     pub output_limit: usize,
     /// Time between TERM and KILL when a process tree is ended.
     pub kill_grace: Duration,
+    /// Told about every process group a process task starts and ends (an agent records them
+    /// so that, restarted after a crash, it can end what its runs left behind).
+    pub process_observer: Option<ProcessObserver>,
 }
+
+/// What a [`ProcessObserver`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessEvent {
+    /// A process started, leading this new process group.
+    Started(u32),
+    /// The process leading this group ended (and its group was ended if it was canceled).
+    Ended(u32),
+}
+
+/// Sees the process groups that process tasks start and end.
+pub type ProcessObserver = Arc<dyn Fn(ProcessEvent) + Send + Sync>;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -62,6 +77,7 @@ impl Default for RunOptions {
             agent_jobs: None,
             output_limit: 64 * 1024,
             kill_grace: Duration::from_secs(5),
+            process_observer: None,
         }
     }
 }
@@ -127,6 +143,7 @@ pub(crate) struct RunShared {
     pub fail_package: AtomicBool,
     /// Prefix of every event path: empty for the top package, `Task path/` for a child.
     pub event_prefix: String,
+    pub process_observer: Option<ProcessObserver>,
 }
 
 /// Runs a package to its end and returns what happened. Never panics on task failures: every
@@ -161,6 +178,7 @@ pub(crate) async fn run_with_log(
         kill_grace: options.kill_grace,
         fail_package: AtomicBool::new(false),
         event_prefix,
+        process_observer: options.process_observer.clone(),
     });
     let started_at = Utc::now();
     let clock = Instant::now();
