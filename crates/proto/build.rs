@@ -6,7 +6,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["switchyard/v1/common.proto", "switchyard/v1/agent.proto"];
+    let files = ["switchyard/v1/common.proto", "switchyard/v1/agent.proto", "switchyard/v1/coordinator.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

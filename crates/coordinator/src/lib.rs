@@ -1,4 +1,3 @@
-//! Switchyard coordinator: runs parent packages and fans agent jobs out to agents.
-//!
-//! For now it holds what the `switchyard` command line shares; the registry, placement,
-//! executions and the gRPC service come with the coordinator issues.
+//! Switchyard coordinator: runs parent packages whose `agent_job` tasks fan job starts out to
+//! agents over gRPC, balances them over pools, and records every execution for the Overview
+//! report.
