@@ -1,3 +1,17 @@
 //! Switchyard coordinator: runs parent packages whose `agent_job` tasks fan job starts out to
 //! agents over gRPC, balances them over pools, and records every execution for the Overview
 //! report.
+
+pub mod config;
+pub mod error;
+pub mod executions;
+pub mod launcher;
+pub mod placement;
+pub mod registry;
+pub mod report;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::Error;
+pub use server::serve;

@@ -107,6 +107,14 @@ impl TaskKind {
         }
     }
 
+    /// Every `kind` string [`TaskKind::name`] returns.
+    pub const NAMES: [&'static str; 7] = ["process", "sleep", "package", "agent_job", "sequence", "foreach", "for"];
+
+    /// The static kind string equal to `name` (for records read back from storage or the wire).
+    pub fn static_name(name: &str) -> Option<&'static str> {
+        Self::NAMES.into_iter().find(|known| *known == name)
+    }
+
     /// The tasks a container holds (for loops, the body of one iteration).
     pub fn children(&self) -> Option<&[Task]> {
         match self {

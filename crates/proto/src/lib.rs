@@ -1,9 +1,13 @@
 //! Generated gRPC code for `switchyard.v1` (agent and coordinator services), and the encoded
 //! descriptor set that server reflection serves.
 
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod convert;
 
-tonic::include_proto!("switchyard.v1");
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("switchyard.v1");
+}
+pub use generated::*;
 
 /// The encoded `FileDescriptorSet` of every `switchyard.v1` proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("switchyard_descriptor");

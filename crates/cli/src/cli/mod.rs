@@ -1,6 +1,9 @@
 //! Command-line arguments and dispatch to each command.
 
 mod agent;
+mod coordinator;
+mod demo;
+mod local_agents;
 mod progress;
 mod run;
 mod validate;
@@ -39,6 +42,9 @@ pub struct Args {
 /// The commands of DESIGN.md §5.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A coordinator and 3 agents in this process: deploys the example jobs, runs the example
+    /// parent package with live progress, prints the Overview report; exit 0 when it ran as designed.
+    Demo(demo::DemoArgs),
     /// Run a package (like dtexec): live progress on stderr, then a summary.
     Run(run::RunArgs),
     /// Check a package and the child packages it references without running anything.
@@ -57,23 +63,53 @@ pub enum Command {
     History(agent::history::HistoryArgs),
     /// Show the captured stdout and stderr of a run, per step attempt.
     Logs(agent::logs::LogsArgs),
+    /// Run a coordinator: registry, placement, executions and reports over gRPC.
+    Serve(coordinator::serve::ServeArgs),
+    /// List the agents a coordinator knows: state, labels, load.
+    Agents(coordinator::agents::AgentsArgs),
+    /// List a coordinator's executions, newest first.
+    Executions(coordinator::executions::ExecutionsArgs),
+    /// Show an execution's Overview report (text, --json, or --html FILE).
+    Report(coordinator::report::ReportArgs),
+    /// Follow an execution's events until it ends; exit 0 succeeded, 1 failed, 3 canceled.
+    Watch(coordinator::watch::WatchArgs),
+    /// Cancel an execution and the child runs it started.
+    Cancel(coordinator::cancel::CancelArgs),
+    /// Stop new placements on an agent (its running jobs go on); --undo resumes them.
+    Drain(coordinator::drain::DrainArgs),
+    /// Push a job definition and its packages to an agent or every agent of a pool.
+    ///
+    /// Exit codes: 0 deployed to every target, 1 any target failed or nothing was sent,
+    /// 6 bad command line.
+    Deploy(coordinator::deploy::DeployArgs),
+    /// Make an agent crash, hang, refuse or slow down, for tests and drills.
+    Chaos(coordinator::chaos::ChaosArgs),
     /// Commands the contract defines that later work brings.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
 
-const LATER_COMMANDS: &[&str] =
-    &["demo", "serve", "agents", "executions", "report", "watch", "cancel", "drain", "deploy", "chaos", "certs"];
+const LATER_COMMANDS: &[&str] = &["certs"];
 
 /// Runs a command and returns the process exit code.
 pub async fn dispatch(args: Args) -> u8 {
     match args.command {
+        Command::Demo(demo) => demo::demo(demo).await,
         Command::Run(run) => run::run(run).await,
         Command::Validate { package } => validate::validate(&package),
         Command::StartJob(start) => agent::start_job::run(start).await,
         Command::Jobs(jobs) => agent::jobs::run(jobs).await,
         Command::History(history) => agent::history::run(history).await,
         Command::Logs(logs) => agent::logs::run(logs).await,
+        Command::Serve(serve) => coordinator::serve::run(serve).await,
+        Command::Agents(agents) => coordinator::agents::run(agents).await,
+        Command::Executions(executions) => coordinator::executions::run(executions).await,
+        Command::Report(report) => coordinator::report::run(report).await,
+        Command::Watch(watch) => coordinator::watch::run(watch).await,
+        Command::Cancel(cancel) => coordinator::cancel::run(cancel).await,
+        Command::Drain(drain) => coordinator::drain::run(drain).await,
+        Command::Deploy(deploy) => coordinator::deploy::run(deploy).await,
+        Command::Chaos(chaos) => coordinator::chaos::run(chaos).await,
         Command::Other(words) => {
             let name = words.first().map(String::as_str).unwrap_or_default();
             if LATER_COMMANDS.contains(&name) {

@@ -37,13 +37,8 @@ pub struct RunArgs {
 
 /// Runs the command; returns dtexec's exit code.
 pub async fn run(args: RunArgs) -> u8 {
-    for (given, flag) in
-        [(args.coordinator.is_some(), "--coordinator"), (args.detach, "--detach"), (args.config.is_some(), "--config")]
-    {
-        if given {
-            eprintln!("error: `switchyard run {flag}` is not supported yet; run the package locally without it");
-            return exit::BAD_COMMAND_LINE;
-        }
+    if args.coordinator.is_some() || args.detach {
+        return super::coordinator::run::run(args).await;
     }
     if let Some(n) = args.max_concurrent
         && (n == 0 || n < -1)
@@ -73,7 +68,21 @@ pub async fn run(args: RunArgs) -> u8 {
         }
         Err(e) => tracing::warn!(error = %e, "cannot listen for Ctrl-C and SIGTERM; they will end the run abruptly"),
     }
+    let agent_jobs = match &args.config {
+        None => None,
+        Some(file) => {
+            let caller = std::env::var("USER").unwrap_or_else(|_| "switchyard".into());
+            match super::local_agents::launcher(file, &caller, cancel.child_token()).await {
+                Ok(launcher) => Some(launcher),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return exit::BAD_COMMAND_LINE;
+                }
+            }
+        }
+    };
     let options = RunOptions {
+        agent_jobs,
         parameters,
         max_concurrent: args.max_concurrent,
         cancel,

@@ -3,13 +3,13 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::report::{ExecutionStatus, rfc3339};
-use crate::model::TaskResult;
+use crate::model::{TaskKind, TaskResult};
 
 /// One entry of the event log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
@@ -24,7 +24,7 @@ pub struct Event {
 }
 
 /// What an event says.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The package (or a child package, with the path of its `package` task) started.
@@ -42,12 +42,14 @@ pub enum EventKind {
     /// A task started (after it got a slot).
     TaskStarted {
         /// Its kind.
-        kind: &'static str,
+        #[serde(deserialize_with = "static_kind")]
+        kind: KindName,
     },
     /// A task ended.
     TaskFinished {
         /// Its kind.
-        kind: &'static str,
+        #[serde(deserialize_with = "static_kind")]
+        kind: KindName,
         /// Its result, after force_result.
         result: TaskResult,
         /// Monotonic duration from start.
@@ -66,6 +68,32 @@ impl Serialize for TaskResult {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
+}
+
+impl<'de> Deserialize<'de> for TaskResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 5] = ["success", "failure", "completion", "canceled", "not_run"];
+        let name = String::deserialize(d)?;
+        Ok(match name.as_str() {
+            "success" => TaskResult::Success,
+            "failure" => TaskResult::Failure,
+            "completion" => TaskResult::Completion,
+            "canceled" => TaskResult::Canceled,
+            "not_run" => TaskResult::NotRun,
+            _ => return Err(serde::de::Error::unknown_variant(&name, &NAMES)),
+        })
+    }
+}
+
+/// A task kind as [`TaskKind::name`] gives it. Written through an alias because serde's derive
+/// takes a field spelled `&'static str` as borrowed from the input, and would then deserialize
+/// only from `'static` data.
+type KindName = &'static str;
+
+/// Reads a task kind back as the static string [`TaskKind::name`] gives.
+fn static_kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    TaskKind::static_name(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &TaskKind::NAMES))
 }
 
 /// Called for every event as it is recorded (live progress).

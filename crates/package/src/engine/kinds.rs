@@ -131,7 +131,7 @@ pub(crate) fn run_kind<'a>(
                 let done = launcher.launch(request).await;
                 KindOutcome {
                     agent: done.agent,
-                    children: done.child.into_iter().collect(),
+                    children: done.children,
                     ..KindOutcome::new(done.result, done.message)
                 }
             }

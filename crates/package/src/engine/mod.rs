@@ -118,8 +118,8 @@ pub struct AgentJobOutcome {
     pub message: String,
     /// The agent that accepted the start.
     pub agent: Option<String>,
-    /// The child run, for the report.
-    pub child: Option<ChildRecord>,
+    /// The child runs of every attempt (failed, lost or superseded ones too), for the report.
+    pub children: Vec<ChildRecord>,
 }
 
 /// Starts jobs on agents for `agent_job` tasks (implemented by the coordinator).

@@ -2,14 +2,14 @@
 //! serialized as DESIGN.md §9 says.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::events::Event;
 use crate::expr::Map;
 use crate::model::TaskResult;
 
 /// Execution status as SSISDB's catalog.executions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Created, not started.
@@ -88,7 +88,7 @@ pub struct TaskRecord {
 }
 
 /// The status of a child package run by a `package` or `agent_job` task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildStatus {
     /// It succeeded.

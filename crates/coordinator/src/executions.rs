@@ -1,0 +1,434 @@
+//! Executions: a package sent with its children is written under the data dir, validated, and
+//! run by the engine with agent jobs placed through the registry. Events and results are
+//! stored behind the run (never read back while it runs) and streamed to watchers.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use switchyard_package::engine::{ChildStatus, Event, ExecutionStatus, RunOptions, bind_parameters, run_package};
+use switchyard_package::model::OnParentEnd;
+use switchyard_package::{LoadError, load_package};
+
+use crate::error::Error;
+use crate::launcher::{AgentJobs, ChildSink, ChildUpdate};
+use crate::registry::Registry;
+use crate::report::Report;
+use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
+
+/// What StartExecution asks for, in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct StartExecution {
+    /// Makes a retried submission one execution.
+    pub request_id: Option<String>,
+    /// The parent's path among `files`.
+    pub package: String,
+    /// (relative path, content) of the parent and its children.
+    pub files: Vec<(String, String)>,
+    /// `--set` overrides as name=value.
+    pub parameters: Vec<String>,
+    /// Who asked.
+    pub caller: String,
+    /// Overrides max_concurrent.
+    pub max_concurrent: Option<i64>,
+}
+
+/// A running execution's live handles.
+struct Live {
+    cancel: CancellationToken,
+    events: broadcast::Sender<StoredEvent>,
+    /// Becomes true once the execution's result is stored.
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A child run started by an agent_job task, kept to cascade cancels.
+#[derive(Debug, Clone)]
+struct RunningChild {
+    agent: String,
+    run_id: String,
+    on_parent_end: OnParentEnd,
+}
+
+/// Every execution of this coordinator.
+#[derive(Clone)]
+pub struct Executions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    data_dir: PathBuf,
+    start_timeout: std::time::Duration,
+    live: Mutex<HashMap<String, Live>>,
+    requests: tokio::sync::Mutex<()>,
+    children: Mutex<HashMap<String, Vec<RunningChild>>>,
+}
+
+impl Executions {
+    /// Executions stored in `store`, placing agent jobs through `registry`.
+    pub fn new(store: Store, registry: Registry, data_dir: PathBuf, start_timeout: std::time::Duration) -> Self {
+        let executions = Self {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                data_dir,
+                start_timeout,
+                live: Mutex::new(HashMap::new()),
+                requests: tokio::sync::Mutex::new(()),
+                children: Mutex::new(HashMap::new()),
+            }),
+        };
+        tokio::spawn(executions.clone().record_outcomes());
+        executions
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Marks executions a previous process left running as ended_unexpectedly.
+    pub async fn close_interrupted(&self) -> Result<usize, Error> {
+        let open =
+            self.inner.store.executions_with_status(&[ExecutionStatus::Running, ExecutionStatus::Created]).await?;
+        for mut execution in open.iter().cloned() {
+            execution.status = ExecutionStatus::EndedUnexpectedly;
+            execution.ended_at = Some(Utc::now());
+            self.inner.store.write(vec![Write::UpdateExecution(execution)]).await?;
+        }
+        Ok(open.len())
+    }
+
+    /// Starts an execution; a repeated request id answers with the one it started.
+    pub async fn start(&self, request: StartExecution) -> Result<(String, bool), Error> {
+        // One start at a time per coordinator keeps request-id checks and inserts atomic.
+        let _one = self.inner.requests.lock().await;
+        if let Some(id) = request.request_id.as_deref().filter(|r| !r.is_empty())
+            && let Some(existing) = self.inner.store.execution_by_request(id).await?
+        {
+            return Ok((existing.execution_id, true));
+        }
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let dir = self.inner.data_dir.join("executions").join(&execution_id);
+        let package_path = write_files(&dir, &request.package, &request.files)?;
+        let package = match load_package(&package_path) {
+            Ok(loaded) => loaded.package,
+            Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
+            Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
+        };
+        let parameters = bind_parameters(&package, &request.parameters)
+            .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
+        let mut all_parameters = package.parameters.clone();
+        for (k, v) in &parameters {
+            all_parameters.insert(k.clone(), v.clone());
+        }
+        let record = ExecutionRecord {
+            execution_id: execution_id.clone(),
+            request_id: request.request_id.clone().filter(|r| !r.is_empty()),
+            package: package.name.clone(),
+            package_file: request.package.clone(),
+            status: ExecutionStatus::Running,
+            caller: request.caller.clone(),
+            parameters: all_parameters,
+            started_at: Utc::now(),
+            ended_at: None,
+            duration_ms: None,
+        };
+        self.inner.store.write(vec![Write::InsertExecution(record.clone())]).await?;
+        let cancel = CancellationToken::new();
+        let (events, _) = broadcast::channel(4096);
+        let (finished_tx, finished) = tokio::sync::watch::channel(false);
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution_id.clone(), Live { cancel: cancel.clone(), events: events.clone(), finished });
+        tracing::info!(execution = %execution_id, package = %package.name, "execution started");
+        let this = self.clone();
+        let options = RunOptions {
+            execution_id: execution_id.clone(),
+            parameters,
+            max_concurrent: request.max_concurrent,
+            cancel,
+            ..RunOptions::default()
+        };
+        tokio::spawn(async move {
+            this.run(record, package, options, events).await;
+            let _ = finished_tx.send(true);
+        });
+        Ok((execution_id, false))
+    }
+
+    async fn run(
+        self,
+        mut record: ExecutionRecord,
+        package: Arc<switchyard_package::Package>,
+        mut options: RunOptions,
+        events: broadcast::Sender<StoredEvent>,
+    ) {
+        let id = record.execution_id.clone();
+        let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
+        let writer = tokio::spawn(store_events(self.inner.store.clone(), id.clone(), event_rx, events));
+        options.observer = Some(Arc::new(move |event: &Event| {
+            let _ = event_tx.send(event.clone());
+        }));
+        let sink: ChildSink = {
+            let this = self.clone();
+            Arc::new(move |update: ChildUpdate| this.child_changed(update))
+        };
+        let jobs =
+            AgentJobs::new(self.inner.registry.clone(), self.inner.start_timeout, record.caller.clone(), Some(sink));
+        options.agent_jobs = Some(Arc::new(jobs));
+        let run = run_package(package, options).await;
+        let _ = writer.await;
+        record.status = run.status;
+        record.ended_at = Some(run.ended_at);
+        record.duration_ms = Some(run.duration_ms);
+        // Children run in process (package tasks) are known only from the run's result.
+        let in_process: Vec<Write> = run
+            .children
+            .iter()
+            .filter(|c| c.agent.is_none())
+            .map(|c| {
+                Write::UpsertChild(ChildRunRecord {
+                    execution_id: id.clone(),
+                    task_path: c.task.clone(),
+                    attempt: 0,
+                    agent: String::new(),
+                    job: String::new(),
+                    run_id: format!("{}#{}", id, c.task),
+                    idempotency_key: String::new(),
+                    status: c.status,
+                    started_at: run.started_at,
+                    duration_ms: c.duration_ms,
+                    message: String::new(),
+                    package: c.package.clone(),
+                })
+            })
+            .collect();
+        let mut batch = vec![Write::PutTasks { execution_id: id.clone(), tasks: run.tasks }];
+        batch.extend(in_process);
+        batch.push(Write::UpdateExecution(record.clone()));
+        if let Err(e) = self.inner.store.write(batch).await {
+            tracing::error!(execution = %id, error = %e, "cannot store the execution's result");
+        }
+        if record.status == ExecutionStatus::Canceled {
+            self.cascade_cancel(&id).await;
+        }
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        tracing::info!(execution = %id, status = %record.status, "execution finished");
+    }
+
+    fn child_changed(&self, update: ChildUpdate) {
+        let agent = update.child.agent.clone().unwrap_or_default();
+        let run_id = update.child.run_id.clone().unwrap_or_default();
+        {
+            let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
+            let list = children.entry(update.execution_id.clone()).or_default();
+            if update.child.status == ChildStatus::Running {
+                list.push(RunningChild {
+                    agent: agent.clone(),
+                    run_id: run_id.clone(),
+                    on_parent_end: update.on_parent_end,
+                });
+            } else {
+                list.retain(|c| c.run_id != run_id);
+            }
+        }
+        let record = ChildRunRecord {
+            execution_id: update.execution_id,
+            task_path: update.task_path,
+            attempt: update.attempt,
+            agent,
+            job: update.child.job.unwrap_or_default(),
+            run_id,
+            idempotency_key: update.idempotency_key,
+            status: update.child.status,
+            started_at: Utc::now(),
+            duration_ms: update.child.duration_ms,
+            message: String::new(),
+            package: update.child.package,
+        };
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.write(vec![Write::UpsertChild(record)]).await {
+                tracing::warn!(error = %e, "cannot record a child run");
+            }
+        });
+    }
+
+    /// Records the outcome of every child run the agents report (fire-and-forget children too).
+    async fn record_outcomes(self) {
+        let mut outcomes = self.inner.registry.outcomes();
+        loop {
+            let outcome = match outcomes.recv().await {
+                Ok(o) => o,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "outcome feed lagged");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if outcome.execution_id.is_empty() {
+                continue;
+            }
+            let status = match switchyard_proto::RunStatus::try_from(outcome.status as i32) {
+                Ok(switchyard_proto::RunStatus::Succeeded) => ChildStatus::Succeeded,
+                Ok(switchyard_proto::RunStatus::Canceled) => ChildStatus::Canceled,
+                _ => ChildStatus::Failed,
+            };
+            {
+                let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(list) = children.get_mut(&outcome.execution_id) {
+                    list.retain(|c| c.run_id != outcome.run_id);
+                }
+            }
+            let write = Write::UpdateChildStatus {
+                agent: outcome.agent.clone(),
+                run_id: outcome.run_id.clone(),
+                status,
+                duration_ms: Some(outcome.duration_ms),
+                message: outcome.message.clone(),
+            };
+            if let Err(e) = self.inner.store.write(vec![write]).await {
+                tracing::warn!(error = %e, "cannot record a child outcome");
+            }
+        }
+    }
+
+    /// Cancels an execution: no new task starts, running processes end, and running children
+    /// on agents are stopped (unless their task says on_parent_end = "abandon").
+    pub async fn cancel(&self, execution_id: &str) -> Result<ExecutionStatus, Error> {
+        let live =
+            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.cancel.clone());
+        match live {
+            Some(cancel) => {
+                cancel.cancel();
+                self.cascade_cancel(execution_id).await;
+                Ok(ExecutionStatus::Stopping)
+            }
+            None => {
+                let record = self
+                    .inner
+                    .store
+                    .execution(execution_id)
+                    .await?
+                    .ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+                Err(Error::FailedPrecondition(format!(
+                    "execution \"{execution_id}\" already ended ({})",
+                    record.status
+                )))
+            }
+        }
+    }
+
+    async fn cascade_cancel(&self, execution_id: &str) {
+        let running: Vec<RunningChild> = self
+            .inner
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+            .cloned()
+            .unwrap_or_default();
+        for child in running.into_iter().filter(|c| c.on_parent_end == OnParentEnd::Cancel) {
+            let Some(mut client) = self.inner.registry.client(&child.agent) else { continue };
+            let mut call = tonic::Request::new(switchyard_proto::StopJobRequest {
+                run_id: child.run_id.clone(),
+                job: String::new(),
+                requested_by: "switchyard coordinator (execution canceled)".into(),
+            });
+            call.set_timeout(self.inner.start_timeout);
+            match client.stop_job(call).await {
+                Ok(_) => tracing::info!(agent = %child.agent, run = %child.run_id, "child run stopped"),
+                Err(e) => {
+                    tracing::warn!(agent = %child.agent, run = %child.run_id, error = %e.message(), "cannot stop a child run")
+                }
+            }
+        }
+    }
+
+    /// Resolves once the execution's result is stored (at once for one that is not running).
+    pub async fn wait_finished(&self, execution_id: &str) {
+        let finished =
+            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.finished.clone());
+        if let Some(mut finished) = finished {
+            let _ = finished.wait_for(|done| *done).await;
+        }
+    }
+
+    /// The live event feed of a running execution, if it runs.
+    pub fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<StoredEvent>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.events.subscribe())
+    }
+
+    /// The Overview report of an execution (while it runs: what is stored so far).
+    pub async fn report(&self, execution_id: &str) -> Result<Report, Error> {
+        let store = &self.inner.store;
+        let execution =
+            store.execution(execution_id).await?.ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+        let tasks = store.tasks(execution_id).await?;
+        let children = store
+            .children(execution_id)
+            .await?
+            .into_iter()
+            .map(switchyard_package::engine::ChildRecord::from)
+            .collect();
+        Ok(Report { execution, tasks, children })
+    }
+}
+
+/// Writes the sent files under `dir`, refusing paths that leave it; returns the parent's path.
+fn write_files(dir: &Path, package: &str, files: &[(String, String)]) -> Result<PathBuf, Error> {
+    let mut parent = None;
+    for (path, content) in files {
+        let relative = Path::new(path);
+        if path.is_empty()
+            || relative.is_absolute()
+            || relative.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "files: \"{path}\" must be a relative path inside the package's folder (no .., no absolute paths)"
+            )));
+        }
+        let target = dir.join(relative);
+        if let Some(folder) = target.parent() {
+            std::fs::create_dir_all(folder)
+                .map_err(|e| Error::InvalidArgument(format!("files: cannot create {}: {e}", folder.display())))?;
+        }
+        std::fs::write(&target, content)
+            .map_err(|e| Error::InvalidArgument(format!("files: cannot write {}: {e}", target.display())))?;
+        if path == package {
+            parent = Some(target);
+        }
+    }
+    parent.ok_or_else(|| Error::InvalidArgument(format!("package: \"{package}\" is not among the files sent")))
+}
+
+/// Stores an execution's events in order, batching whatever is queued, and feeds watchers
+/// once each batch is durable.
+async fn store_events(
+    store: Store,
+    execution_id: String,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    live: broadcast::Sender<StoredEvent>,
+) {
+    let mut batch = Vec::new();
+    while events.recv_many(&mut batch, 1024).await > 0 {
+        let stored: Vec<StoredEvent> = batch
+            .drain(..)
+            .map(|event| StoredEvent { execution_id: execution_id.clone(), sequence: event.seq, event })
+            .collect();
+        if let Err(e) = store.write(vec![Write::AppendEvents(stored.clone())]).await {
+            tracing::error!(execution = %execution_id, error = %e, "cannot store execution events");
+        }
+        for event in stored {
+            let _ = live.send(event);
+        }
+    }
+}

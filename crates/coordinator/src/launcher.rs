@@ -1,0 +1,412 @@
+//! The `agent_job` task: places a job start on an agent (fixed, or chosen from a pool by load),
+//! starts it with an idempotency key and an epoch, and finishes at acceptance (SSIS) or with
+//! the child's outcome (`wait = true`), retrying failed attempts with backoff and jitter.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use switchyard_package::TaskResult;
+use switchyard_package::engine::{AgentJobLauncher, AgentJobOutcome, AgentJobRequest, ChildRecord, ChildStatus};
+use switchyard_package::model::{AgentTarget, OnParentEnd};
+use switchyard_proto as pb;
+use switchyard_proto::convert::struct_from_params;
+
+use crate::registry::{PlaceError, Registry, Reservation, WaitOutcome};
+
+/// Told about every child run an `agent_job` task starts and how it ends.
+pub type ChildSink = Arc<dyn Fn(ChildUpdate) + Send + Sync>;
+
+/// A child run started, or its state changed.
+#[derive(Debug, Clone)]
+pub struct ChildUpdate {
+    /// The execution.
+    pub execution_id: String,
+    /// The task path with loop iterations.
+    pub task_path: String,
+    /// The attempt (0 first).
+    pub attempt: u32,
+    /// The idempotency key of the start.
+    pub idempotency_key: String,
+    /// The child.
+    pub child: ChildRecord,
+    /// What the task does with it when the parent is canceled.
+    pub on_parent_end: OnParentEnd,
+}
+
+/// Starts `agent_job` tasks' jobs through the registry.
+#[derive(Clone)]
+pub struct AgentJobs {
+    registry: Registry,
+    start_timeout: Duration,
+    requested_by: String,
+    sink: Option<ChildSink>,
+}
+
+impl AgentJobs {
+    /// A launcher over `registry`; `requested_by` names the caller in agents' history.
+    pub fn new(registry: Registry, start_timeout: Duration, requested_by: String, sink: Option<ChildSink>) -> Self {
+        Self { registry, start_timeout, requested_by, sink }
+    }
+}
+
+impl AgentJobLauncher for AgentJobs {
+    fn launch(&self, request: AgentJobRequest) -> Pin<Box<dyn Future<Output = AgentJobOutcome> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move { this.run(request).await })
+    }
+}
+
+/// Why one attempt did not succeed.
+enum AttemptEnd {
+    /// The child failed or was lost: another attempt may go elsewhere.
+    Failed { message: String, lost_agent: Option<String> },
+    /// The task cannot go on (no agent, unknown job on a fixed agent, queue timeout).
+    Fatal(String),
+    /// The task was canceled.
+    Canceled(String),
+}
+
+impl AgentJobs {
+    async fn run(&self, mut request: AgentJobRequest) -> AgentJobOutcome {
+        let task = request.task.clone();
+        let mut children: Vec<ChildRecord> = Vec::new();
+        let mut failed_agents: HashSet<String> = HashSet::new();
+        let mut lost_agents: HashSet<String> = HashSet::new();
+        let mut last_message = String::new();
+        let queue_deadline = Instant::now() + task.queue_timeout;
+        for attempt in 0..=task.retries {
+            if attempt > 0 {
+                let delay = backoff(task.retry_backoff, attempt);
+                tracing::info!(task = %request.task_path, attempt, delay_ms = delay.as_millis() as u64, "retrying agent job");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = request.cancel.cancelled() => return canceled(children, "canceled between attempts"),
+                }
+            }
+            let outcome = self.attempt(&mut request, attempt, &failed_agents, queue_deadline, &mut children).await;
+            match outcome {
+                Ok(done) => return done,
+                Err(AttemptEnd::Canceled(message)) => return canceled(children, &message),
+                Err(AttemptEnd::Fatal(message)) => return failure(children, message, None),
+                Err(AttemptEnd::Failed { message, lost_agent }) => {
+                    if let Some(agent) = lost_agent {
+                        lost_agents.insert(agent);
+                        if lost_agents.len() as u32 >= task.crash_limit {
+                            return failure(
+                                children,
+                                format!(
+                                    "quarantined: its attempts lost {} agents (crash_limit = {}); last: {message}",
+                                    lost_agents.len(),
+                                    task.crash_limit
+                                ),
+                                None,
+                            );
+                        }
+                    }
+                    if let Some(agent) = children.last().and_then(|c| c.agent.clone()) {
+                        failed_agents.insert(agent);
+                    }
+                    last_message = message;
+                }
+            }
+        }
+        let tries = task.retries + 1;
+        failure(children, format!("{last_message} (after {tries} attempt(s))"), None)
+    }
+
+    /// One attempt: place, start, and (with wait) follow the child to its end.
+    async fn attempt(
+        &self,
+        request: &mut AgentJobRequest,
+        attempt: u32,
+        failed_agents: &HashSet<String>,
+        queue_deadline: Instant,
+        children: &mut Vec<ChildRecord>,
+    ) -> Result<AgentJobOutcome, AttemptEnd> {
+        let task = request.task.clone();
+        let key = format!("{}/{}/{attempt}", request.execution_id, request.task_path);
+        // Agents skipped for this attempt: already running the job, full, or unreachable.
+        // Avoid agents that failed earlier attempts, unless the pool has no other.
+        let mut skipped: HashSet<String> = match &task.target {
+            AgentTarget::Pool(pool) if self.registry.pool_has_candidates(pool, failed_agents) => failed_agents.clone(),
+            _ => HashSet::new(),
+        };
+        let (agent, reservation, accepted) = loop {
+            let (agent, reservation) = self.place(&task.target, &skipped, queue_deadline, &request.cancel).await?;
+            match self.start(&agent, request, &key, attempt).await {
+                Ok(accepted) => break (agent, reservation, accepted),
+                Err(Refusal::Skip(message)) => {
+                    drop(reservation);
+                    if matches!(task.target, AgentTarget::Agent(_)) {
+                        return Err(AttemptEnd::Failed { message, lost_agent: None });
+                    }
+                    tracing::debug!(%agent, %message, "agent skipped for this start");
+                    skipped.insert(agent);
+                    // Whole pool refused (skipped everyone): fail this attempt with the last reason.
+                    if !self.registry.pool_has_candidates(pool_of(&task.target), &skipped) {
+                        return Err(AttemptEnd::Failed { message, lost_agent: None });
+                    }
+                }
+                Err(Refusal::Fatal(message)) => return Err(AttemptEnd::Fatal(message)),
+            }
+        };
+        reservation.confirm(&accepted.run_id);
+        // The task now holds the agent's slot, not the package's.
+        drop(request.package_slot.take());
+        let child = ChildRecord {
+            task: request.task_path.clone(),
+            agent: Some(agent.clone()),
+            job: Some(task.job.clone()),
+            run_id: Some(accepted.run_id.clone()),
+            package: None,
+            status: ChildStatus::Running,
+            duration_ms: None,
+            tasks: Vec::new(),
+        };
+        self.tell(request, attempt, &key, child.clone());
+        children.push(child);
+        if !task.wait {
+            return Ok(AgentJobOutcome {
+                result: TaskResult::Success,
+                message: accepted.message,
+                agent: Some(agent),
+                children: std::mem::take(children),
+            });
+        }
+        let ended = self.registry.wait_for_outcome(&agent, &accepted.run_id, &request.cancel).await;
+        let last = children.len() - 1;
+        match ended {
+            WaitOutcome::Finished(outcome) => {
+                let status = match pb::RunStatus::try_from(outcome.status as i32).unwrap_or(pb::RunStatus::Failed) {
+                    pb::RunStatus::Succeeded => ChildStatus::Succeeded,
+                    pb::RunStatus::Canceled => ChildStatus::Canceled,
+                    _ => ChildStatus::Failed,
+                };
+                children[last].status = status;
+                children[last].duration_ms = Some(outcome.duration_ms);
+                self.tell(request, attempt, &key, children[last].clone());
+                match status {
+                    ChildStatus::Succeeded => Ok(AgentJobOutcome {
+                        result: TaskResult::Success,
+                        message: format!("job \"{}\" succeeded on agent \"{agent}\": {}", task.job, outcome.message),
+                        agent: Some(agent),
+                        children: std::mem::take(children),
+                    }),
+                    _ if request.cancel.is_cancelled() => Err(AttemptEnd::Canceled(outcome.message)),
+                    _ => Err(AttemptEnd::Failed {
+                        message: format!(
+                            "job \"{}\" {} on agent \"{agent}\": {}",
+                            task.job,
+                            status.as_str(),
+                            outcome.message
+                        ),
+                        lost_agent: None,
+                    }),
+                }
+            }
+            WaitOutcome::Lost { agent: lost, reason } => {
+                children[last].status = ChildStatus::Lost;
+                self.tell(request, attempt, &key, children[last].clone());
+                Err(AttemptEnd::Failed {
+                    message: format!("job \"{}\" was lost with agent \"{lost}\": {reason}", task.job),
+                    lost_agent: Some(lost),
+                })
+            }
+            WaitOutcome::Canceled => {
+                if task.on_parent_end == OnParentEnd::Cancel {
+                    self.stop(&agent, &accepted.run_id).await;
+                    children[last].status = ChildStatus::Canceled;
+                    self.tell(request, attempt, &key, children[last].clone());
+                }
+                Err(AttemptEnd::Canceled(format!("canceled while job \"{}\" ran on agent \"{agent}\"", task.job)))
+            }
+        }
+    }
+
+    /// Picks an agent with a free slot, waiting (pending) while every slot is full.
+    async fn place(
+        &self,
+        target: &AgentTarget,
+        skipped: &HashSet<String>,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<(String, Reservation), AttemptEnd> {
+        loop {
+            let changed = self.registry.wait_changed();
+            let placed = match target {
+                AgentTarget::Agent(name) => match self.registry.reserve(name) {
+                    Ok(r) => Some((name.clone(), r)),
+                    Err(PlaceError::Full { .. }) => None,
+                    Err(e) => return Err(AttemptEnd::Failed { message: e.to_string(), lost_agent: None }),
+                },
+                AgentTarget::Pool(pool) => {
+                    if !self.registry.pool_exists(pool) {
+                        return Err(AttemptEnd::Fatal(format!(
+                            "no agent has label \"{pool}\"; label agents in agent.toml (labels = [\"{pool}\"]) or coordinator.toml"
+                        )));
+                    }
+                    self.registry.place(pool, skipped)
+                }
+            };
+            if let Some(placed) = placed {
+                return Ok(placed);
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(AttemptEnd::Fatal(format!(
+                        "no free slot on {target} within queue_timeout; the task was pending until it ran out"
+                    )));
+                }
+                _ = cancel.cancelled() => return Err(AttemptEnd::Canceled("canceled while pending for a slot".into())),
+            }
+        }
+    }
+
+    /// One StartJob, retried with the same key on the same agent while its reply is lost.
+    async fn start(
+        &self,
+        agent: &str,
+        request: &AgentJobRequest,
+        key: &str,
+        attempt: u32,
+    ) -> Result<pb::StartJobResponse, Refusal> {
+        let Some(mut client) = self.registry.client(agent) else {
+            return Err(Refusal::Skip(format!("agent \"{agent}\" is not registered")));
+        };
+        let message = pb::StartJobRequest {
+            job: request.task.job.clone(),
+            params: Some(struct_from_params(&request.params)),
+            idempotency_key: key.to_string(),
+            epoch: self.registry.epoch(agent),
+            requested_by: self.requested_by.clone(),
+            execution_id: request.execution_id.clone(),
+            task_path: request.task_path.clone(),
+            attempt,
+        };
+        loop {
+            let mut call = tonic::Request::new(message.clone());
+            call.set_timeout(self.start_timeout);
+            let reply = tokio::select! {
+                reply = client.start_job(call) => reply,
+                _ = request.cancel.cancelled() => return Err(Refusal::Fatal("canceled while starting".into())),
+            };
+            match reply {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => match status.code() {
+                    // The reply was lost or late: the start may have arrived. Ask again with the
+                    // same key; the agent answers with the run it already started.
+                    Code::DeadlineExceeded | Code::Cancelled if self.registry.is_up(agent) => {
+                        tracing::warn!(%agent, key, "start reply missed its deadline; asking again with the same key");
+                    }
+                    Code::DeadlineExceeded | Code::Cancelled => {
+                        return Err(Refusal::Skip(format!("agent \"{agent}\" was declared down while starting")));
+                    }
+                    Code::Unavailable | Code::Unknown => {
+                        self.registry.report_unreachable(agent, status.message());
+                        return Err(Refusal::Skip(format!(
+                            "agent \"{agent}\" cannot be reached: {}",
+                            status.message()
+                        )));
+                    }
+                    Code::FailedPrecondition | Code::ResourceExhausted | Code::NotFound => {
+                        return Err(Refusal::Skip(status.message().to_string()));
+                    }
+                    _ => {
+                        return Err(Refusal::Skip(format!(
+                            "agent \"{agent}\" refused the start: {}",
+                            status.message()
+                        )));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn stop(&self, agent: &str, run_id: &str) {
+        if let Some(mut client) = self.registry.client(agent) {
+            let mut call = tonic::Request::new(pb::StopJobRequest {
+                run_id: run_id.to_string(),
+                job: String::new(),
+                requested_by: self.requested_by.clone(),
+            });
+            call.set_timeout(self.start_timeout);
+            if let Err(e) = client.stop_job(call).await {
+                tracing::warn!(%agent, run = %run_id, error = %e.message(), "cannot stop a child run");
+            }
+        }
+    }
+
+    fn tell(&self, request: &AgentJobRequest, attempt: u32, key: &str, child: ChildRecord) {
+        if let Some(sink) = &self.sink {
+            sink(ChildUpdate {
+                execution_id: request.execution_id.clone(),
+                task_path: request.task_path.clone(),
+                attempt,
+                idempotency_key: key.to_string(),
+                child,
+                on_parent_end: request.task.on_parent_end,
+            });
+        }
+    }
+}
+
+/// Why a StartJob did not start anything here.
+enum Refusal {
+    /// Try another agent of the pool (a fixed agent fails the attempt).
+    Skip(String),
+    /// Stop trying.
+    Fatal(String),
+}
+
+fn pool_of(target: &AgentTarget) -> &str {
+    match target {
+        AgentTarget::Pool(p) => p,
+        AgentTarget::Agent(a) => a,
+    }
+}
+
+/// retry_backoff doubling per attempt up to 5 s, with ±50% jitter.
+fn backoff(first: Duration, attempt: u32) -> Duration {
+    let base = first.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(5));
+    let factor: f64 = rand::rng().random_range(0.5..1.5);
+    base.mul_f64(factor)
+}
+
+fn failure(children: Vec<ChildRecord>, message: String, agent: Option<String>) -> AgentJobOutcome {
+    let agent = agent.or_else(|| children.last().and_then(|c| c.agent.clone()));
+    AgentJobOutcome { result: TaskResult::Failure, message, agent, children }
+}
+
+fn canceled(children: Vec<ChildRecord>, message: &str) -> AgentJobOutcome {
+    let agent = children.last().and_then(|c| c.agent.clone());
+    AgentJobOutcome { result: TaskResult::Canceled, message: message.to_string(), agent, children }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_five_seconds() {
+        for attempt in 1..10 {
+            let d = backoff(Duration::from_millis(200), attempt);
+            let base = Duration::from_millis(200 * (1 << (attempt - 1))).min(Duration::from_secs(5));
+            assert!(d >= base.mul_f64(0.5) && d <= base.mul_f64(1.5), "attempt {attempt}: {d:?} vs {base:?}");
+        }
+    }
+
+    #[test]
+    fn keys_name_execution_task_path_and_attempt() {
+        let key = format!("{}/{}/{}", "e1", "Files[2]/Load", 1);
+        assert_eq!(key, "e1/Files[2]/Load/1");
+    }
+}

@@ -1,0 +1,518 @@
+//! The coordinator's live view of its agents (DESIGN.md §4 Liveness, Pools and placement): one
+//! long-lived HTTP/2 channel and one monitor task per agent, their states, loads and the runs
+//! active there, placement with reservations, and the outcomes of finished runs.
+//!
+//! Invariants: all state sits behind one std mutex that is held briefly and never across an
+//! await; liveness uses monotonic clocks only; a monitor touches its agent's entry only while its
+//! generation is current.
+
+mod monitor;
+mod outcomes;
+mod pools;
+mod reservation;
+mod state;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use switchyard_proto::RunStatus;
+use switchyard_proto::agent_client::AgentClient;
+use tokio::sync::{Notify, broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{CoordinatorConfig, agent_url, is_valid_name};
+use crate::placement::{self, PlacementStrategy};
+pub use monitor::is_connection_refused;
+pub use outcomes::OUTCOME_CACHE_CAPACITY;
+pub use reservation::Reservation;
+use state::{AgentEntry, Liveness, State};
+
+/// How many FINISHED outcomes a slow `outcomes()` receiver may fall behind before it lags.
+const OUTCOME_BROADCAST_CAPACITY: usize = 16_384;
+
+/// An agent's state as users see it (`switchyard agents`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    /// Answers and takes work.
+    Up,
+    /// In doubt (its stream broke or a call failed to connect) while a probe decides.
+    Suspect,
+    /// Declared down: refused a connection, or silent for `down_after`.
+    Down,
+    /// Up and monitored, but takes no new placements.
+    Draining,
+}
+
+impl AgentState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentState::Up => "up",
+            AgentState::Suspect => "suspect",
+            AgentState::Down => "down",
+            AgentState::Draining => "draining",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the registry learned of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentSource {
+    /// `[[agents]]` in coordinator.toml.
+    Config,
+    /// RegisterAgent.
+    Registered,
+}
+
+impl AgentSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentSource::Config => "config",
+            AgentSource::Registered => "registered",
+        }
+    }
+}
+
+/// One agent as the registry sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    pub name: String,
+    pub address: String,
+    pub state: AgentState,
+    /// The override from coordinator.toml when given, otherwise what the agent reports.
+    pub labels: Vec<String>,
+    /// As of its last GetLoad.
+    pub running: u32,
+    pub queued: u32,
+    pub slots: u32,
+    /// Starts reserved here and not yet confirmed.
+    pub inflight: u32,
+    pub incarnation: String,
+    /// The fencing epoch to start runs with.
+    pub epoch: u64,
+    pub source: AgentSource,
+    pub version: String,
+    /// When its last GetLoad answered.
+    pub last_seen: Option<Instant>,
+    pub last_error: Option<String>,
+}
+
+/// How a run ended, from its agent's FINISHED event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub agent: String,
+    pub run_id: String,
+    pub job: String,
+    /// Succeeded, failed or canceled.
+    pub status: RunStatus,
+    pub message: String,
+    /// Measured on the agent.
+    pub duration_ms: u64,
+    pub execution_id: String,
+    pub task_path: String,
+    pub attempt: u32,
+    pub idempotency_key: String,
+}
+
+/// What [`Registry::wait_for_outcome`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Finished(RunOutcome),
+    /// The agent was declared down (or removed) while the run was active.
+    Lost {
+        agent: String,
+        reason: String,
+    },
+    /// The caller's token (or the registry's shutdown) fired.
+    Canceled,
+}
+
+/// Liveness and placement settings (from coordinator.toml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    pub heartbeat_interval: Duration,
+    pub down_after: Duration,
+    pub strategy: PlacementStrategy,
+    /// The deadline callers give one StartJob call.
+    pub start_timeout: Duration,
+}
+
+impl RegistrySettings {
+    pub fn from_config(config: &CoordinatorConfig) -> Self {
+        Self {
+            heartbeat_interval: config.heartbeat_interval,
+            down_after: config.down_after,
+            strategy: config.placement,
+            start_timeout: config.start_timeout,
+        }
+    }
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self::from_config(&CoordinatorConfig::default())
+    }
+}
+
+/// Why an agent cannot be added or changed.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("no agent named \"{0}\" is known to the coordinator")]
+    UnknownAgent(String),
+    #[error(
+        "`{0}` is not a valid agent name: use 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+    )]
+    InvalidName(String),
+    #[error(
+        "agent \"{agent}\": `{label}` is not a valid label: use 1 to 128 letters, digits, '_', '.' or '-', \
+         not starting with '.' or '-'"
+    )]
+    InvalidLabel { agent: String, label: String },
+    #[error("agent \"{agent}\": {message}")]
+    InvalidAddress { agent: String, message: String },
+    #[error("agent \"{agent}\" is configured at {configured} in coordinator.toml; it cannot register from {address}")]
+    Conflict { agent: String, configured: String, address: String },
+}
+
+/// Why a start cannot be reserved on a fixed agent.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum PlaceError {
+    #[error("no agent named \"{agent}\" is known to the coordinator")]
+    Unknown { agent: String },
+    #[error("agent \"{agent}\" is {state}: {reason}")]
+    Down { agent: String, state: AgentState, reason: String },
+    #[error("agent \"{agent}\" is draining: it takes no new starts")]
+    Draining { agent: String },
+    #[error("agent \"{agent}\" is full: {load} of its {slots} slots are in use")]
+    Full { agent: String, load: u32, slots: u32 },
+}
+
+/// The coordinator's agents. Cheap to clone; every clone is the same registry. Monitors end
+/// when `shutdown` fires or the last clone (and reservation) is dropped.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: RegistrySettings,
+    shutdown: CancellationToken,
+    state: Mutex<State>,
+    /// Capacity may have freed or an agent's state changed.
+    changed: Arc<Notify>,
+    finished: broadcast::Sender<RunOutcome>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under the lock cannot leave the state half-updated in a way that matters more
+        // than stopping the coordinator would.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for entry in self.lock().agents.values() {
+            entry.stop.cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    pub fn new(settings: RegistrySettings, shutdown: CancellationToken) -> Self {
+        let state = State {
+            agents: BTreeMap::new(),
+            round_robin_cursor: 0,
+            outcomes: outcomes::OutcomeCache::new(OUTCOME_CACHE_CAPACITY),
+            next_generation: 1,
+        };
+        let (finished, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
+        let inner = Inner { settings, shutdown, state: Mutex::new(state), changed: Arc::new(Notify::new()), finished };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn settings(&self) -> &RegistrySettings {
+        &self.inner.settings
+    }
+
+    /// Adds an agent and starts monitoring it. Adding the same name again updates its labels
+    /// override; a new address replaces its channel and monitor. A registering agent cannot take
+    /// over the address of an agent configured in coordinator.toml. Call within a Tokio runtime.
+    pub fn add_agent(
+        &self,
+        name: &str,
+        address: &str,
+        labels_override: Option<Vec<String>>,
+        source: AgentSource,
+    ) -> Result<(), RegistryError> {
+        if !is_valid_name(name) {
+            return Err(RegistryError::InvalidName(name.to_string()));
+        }
+        if let Some(label) = labels_override.iter().flatten().find(|l| !is_valid_name(l)) {
+            return Err(RegistryError::InvalidLabel { agent: name.to_string(), label: label.clone() });
+        }
+        let url =
+            agent_url(address).map_err(|message| RegistryError::InvalidAddress { agent: name.to_string(), message })?;
+        let mut state = self.inner.lock();
+        if let Some(entry) = state.agents.get_mut(name) {
+            if entry.source == AgentSource::Config && source == AgentSource::Registered {
+                if entry.url != url {
+                    return Err(RegistryError::Conflict {
+                        agent: name.to_string(),
+                        configured: entry.address.clone(),
+                        address: address.to_string(),
+                    });
+                }
+                // coordinator.toml keeps its say over the labels.
+                entry.probe.notify_one();
+                return Ok(());
+            }
+            entry.source = source;
+            entry.labels_override = labels_override.clone();
+            entry.address = address.to_string();
+            if entry.url == url {
+                entry.probe.notify_one();
+                drop(state);
+                self.inner.notify_changed();
+                return Ok(());
+            }
+        }
+        let channel = self.channel(name, &url)?;
+        let generation = state.next_generation;
+        state.next_generation += 1;
+        let entry = match state.agents.get_mut(name) {
+            Some(entry) => {
+                tracing::info!(agent = %name, address, "agent moved to a new address");
+                entry.stop.cancel();
+                entry.stop = self.inner.shutdown.child_token();
+                entry.probe = Arc::new(Notify::new());
+                entry.url = url;
+                entry.channel = channel;
+                entry.generation = generation;
+                entry.mark_suspect("the agent moved to a new address");
+                entry
+            }
+            None => {
+                tracing::info!(agent = %name, address, source = source.as_str(), "agent added");
+                let mut entry = AgentEntry::new(name, address, url, channel, generation);
+                entry.stop = self.inner.shutdown.child_token();
+                entry.labels_override = labels_override.clone();
+                entry.source = source;
+                state.agents.entry(name.to_string()).or_insert(entry)
+            }
+        };
+        let monitor = monitor::Monitor::new(&self.inner, entry);
+        drop(state);
+        tokio::spawn(monitor.run());
+        self.inner.notify_changed();
+        Ok(())
+    }
+
+    /// Stops monitoring an agent and forgets it; waiters of its runs are lost.
+    pub fn remove_agent(&self, name: &str) -> Result<(), RegistryError> {
+        let mut entry =
+            self.inner.lock().agents.remove(name).ok_or_else(|| RegistryError::UnknownAgent(name.to_string()))?;
+        entry.stop.cancel();
+        entry.lose_waiters(&format!("agent \"{name}\" was removed from the coordinator"));
+        tracing::info!(agent = %name, "agent removed");
+        self.inner.notify_changed();
+        Ok(())
+    }
+
+    /// Every agent, sorted by name.
+    pub fn agents(&self) -> Vec<AgentSnapshot> {
+        self.inner.lock().agents.values().map(AgentEntry::snapshot).collect()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<AgentSnapshot> {
+        self.inner.lock().agents.get(name).map(AgentEntry::snapshot)
+    }
+
+    /// A client on the agent's one long-lived channel (cheap: clones share the connection).
+    pub fn client(&self, name: &str) -> Option<AgentClient<Channel>> {
+        self.inner.lock().agents.get(name).map(|entry| AgentClient::new(entry.channel.clone()))
+    }
+
+    /// Reserves a slot on the best agent of `pool` (up, not draining, not in `exclude`, with a
+    /// free slot) by the configured strategy; `None` when every slot is taken or no agent fits.
+    pub fn place(&self, pool: &str, exclude: &HashSet<String>) -> Option<(String, Reservation)> {
+        let settings = &self.inner.settings;
+        let now = Instant::now();
+        let mut state = self.inner.lock();
+        let candidates: Vec<placement::Candidate> =
+            state.agents.values().map(|entry| entry.candidate(now, settings.heartbeat_interval)).collect();
+        let mut cursor = state.round_robin_cursor;
+        let order = placement::order(settings.strategy, &candidates, pool, exclude, &mut cursor);
+        state.round_robin_cursor = cursor;
+        let name = order.into_iter().next()?;
+        let entry = state.agents.get_mut(&name)?;
+        entry.inflight += 1;
+        let reservation = Reservation::new(self.inner.clone(), &name, entry.epoch);
+        Some((name, reservation))
+    }
+
+    /// Reserves a slot on a fixed agent.
+    pub fn reserve(&self, agent: &str) -> Result<Reservation, PlaceError> {
+        let mut state = self.inner.lock();
+        let entry = state.agents.get_mut(agent).ok_or_else(|| PlaceError::Unknown { agent: agent.to_string() })?;
+        match entry.state() {
+            AgentState::Up => {}
+            AgentState::Draining => return Err(PlaceError::Draining { agent: agent.to_string() }),
+            state @ (AgentState::Down | AgentState::Suspect) => {
+                let reason = entry.last_error.clone().unwrap_or_else(|| "it has not answered yet".to_string());
+                return Err(PlaceError::Down { agent: agent.to_string(), state, reason });
+            }
+        }
+        let load = entry.load();
+        if load >= entry.slots {
+            return Err(PlaceError::Full { agent: agent.to_string(), load, slots: entry.slots });
+        }
+        entry.inflight += 1;
+        Ok(Reservation::new(self.inner.clone(), agent, entry.epoch))
+    }
+
+    /// Resolves when capacity may have freed or an agent's state changed (a run finished, an
+    /// agent came up, a reservation was dropped). The future registers when this is called, not
+    /// when it is first polled, so call it before checking and await it after:
+    /// `let changed = registry.wait_changed(); if let Some(p) = registry.place(..) { .. } changed.await;`
+    pub fn wait_changed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.changed.clone().notified_owned()
+    }
+
+    /// A call to `agent` failed to connect: it is suspect until a probe (now) decides; refused
+    /// means down at once, no answer within `down_after` means down.
+    pub fn report_unreachable(&self, agent: &str, error: &str) {
+        let mut state = self.inner.lock();
+        let Some(entry) = state.agents.get_mut(agent) else { return };
+        entry.mark_suspect(error);
+        entry.probe.notify_one();
+        drop(state);
+        self.inner.notify_changed();
+    }
+
+    /// Waits for the outcome of `run_id` on `agent`: `Finished` when its FINISHED event arrives
+    /// (or already arrived), `Lost` when the agent is (or is declared) down, `Canceled` when
+    /// `cancel` fires.
+    pub async fn wait_for_outcome(&self, agent: &str, run_id: &str, cancel: &CancellationToken) -> WaitOutcome {
+        let receiver = {
+            let mut state = self.inner.lock();
+            if let Some(outcome) = state.outcomes.get(agent, run_id) {
+                return WaitOutcome::Finished(outcome.clone());
+            }
+            let Some(entry) = state.agents.get_mut(agent) else {
+                let reason = format!("no agent named \"{agent}\" is known to the coordinator");
+                return WaitOutcome::Lost { agent: agent.to_string(), reason };
+            };
+            if entry.liveness == Liveness::Down {
+                return WaitOutcome::Lost { agent: agent.to_string(), reason: entry.down_reason() };
+            }
+            let (sender, receiver) = oneshot::channel();
+            entry.waiters.entry(run_id.to_string()).or_default().push(sender);
+            receiver
+        };
+        let _forget = ForgetWaiter { inner: &self.inner, agent, run_id };
+        tokio::select! {
+            outcome = receiver => outcome.unwrap_or_else(|_| WaitOutcome::Lost {
+                agent: agent.to_string(),
+                reason: format!("agent \"{agent}\" was removed or moved while its run was waited for"),
+            }),
+            _ = cancel.cancelled() => WaitOutcome::Canceled,
+            _ = self.inner.shutdown.cancelled() => WaitOutcome::Canceled,
+        }
+    }
+
+    /// Every FINISHED event seen from now on (a receiver that falls far behind lags).
+    pub fn outcomes(&self) -> broadcast::Receiver<RunOutcome> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Sets or clears the coordinator's drain of `agent`; returns its state after.
+    pub fn set_draining(&self, agent: &str, draining: bool) -> Result<AgentState, RegistryError> {
+        let mut state = self.inner.lock();
+        let entry = state.agents.get_mut(agent).ok_or_else(|| RegistryError::UnknownAgent(agent.to_string()))?;
+        if entry.operator_draining != draining {
+            tracing::info!(agent, draining, "agent drain changed");
+        }
+        entry.operator_draining = draining;
+        let after = entry.state();
+        drop(state);
+        self.inner.notify_changed();
+        Ok(after)
+    }
+
+    /// The fencing epoch of `agent` (0 for an unknown agent): 1 at first, one more each time it
+    /// comes back after being declared down.
+    pub fn epoch(&self, agent: &str) -> u64 {
+        self.inner.lock().agents.get(agent).map_or(0, |entry| entry.epoch)
+    }
+
+    /// The incarnation and sequence of the last event consumed from `agent` (`("", 0)` before
+    /// any).
+    pub fn consumed(&self, agent: &str) -> (String, u64) {
+        self.inner
+            .lock()
+            .agents
+            .get(agent)
+            .map_or_else(|| (String::new(), 0), |entry| (entry.incarnation.clone(), entry.last_sequence))
+    }
+
+    /// The agent's one channel: connected on first use and re-connected by tonic after a
+    /// failure; HTTP/2 keepalive notices a dead peer even while no call is running.
+    fn channel(&self, name: &str, url: &str) -> Result<Channel, RegistryError> {
+        let settings = &self.inner.settings;
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| RegistryError::InvalidAddress { agent: name.to_string(), message: e.to_string() })?;
+        Ok(endpoint
+            .connect_timeout(settings.down_after)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(settings.heartbeat_interval)
+            .keep_alive_timeout(settings.down_after)
+            .keep_alive_while_idle(true)
+            .connect_lazy())
+    }
+}
+
+/// Drops a waiter's sender when its wait ends without an outcome (canceled).
+struct ForgetWaiter<'a> {
+    inner: &'a Inner,
+    agent: &'a str,
+    run_id: &'a str,
+}
+
+impl Drop for ForgetWaiter<'_> {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        let Some(entry) = state.agents.get_mut(self.agent) else { return };
+        if let Some(waiters) = entry.waiters.get_mut(self.run_id) {
+            waiters.retain(|waiter| !waiter.is_closed());
+            if waiters.is_empty() {
+                entry.waiters.remove(self.run_id);
+            }
+        }
+    }
+}

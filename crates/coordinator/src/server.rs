@@ -1,0 +1,111 @@
+//! Starting and stopping a coordinator: open the store, mark executions a previous process left
+//! running as ended_unexpectedly, register the configured agents, and serve gRPC (with health
+//! and reflection) on a bound listener until shutdown.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use switchyard_proto as pb;
+
+use crate::config::CoordinatorConfig;
+use crate::executions::Executions;
+use crate::registry::{AgentSource, Registry, RegistrySettings};
+use crate::service::CoordinatorService;
+use crate::store::{Store, StoreError};
+
+/// Why a coordinator could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A configured agent could not be added.
+    #[error("agent {0}")]
+    Agent(String),
+    /// gRPC serving failed.
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built.
+    #[error("building server reflection: {0}")]
+    Reflection(String),
+    /// A configured feature this build does not have.
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+/// What a running coordinator holds, for embedding (the demo, local runs with agents).
+#[derive(Clone)]
+pub struct Coordinator {
+    /// The agents.
+    pub registry: Registry,
+    /// The executions.
+    pub executions: Executions,
+}
+
+/// Opens the store and the registry from `config`.
+pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> Result<Coordinator, ServeError> {
+    if config.http.is_some() {
+        return Err(ServeError::NotSupported(
+            "`http` (the dashboard and /metrics) is not supported yet; remove it from coordinator.toml".into(),
+        ));
+    }
+    let store = Store::open(&config.data_dir)?;
+    let registry = Registry::new(registry_settings(config), shutdown);
+    for agent in &config.agents {
+        registry
+            .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
+            .map_err(|e| ServeError::Agent(format!("\"{}\": {e}", agent.name)))?;
+    }
+    let executions = Executions::new(store, registry.clone(), config.data_dir.clone(), config.start_timeout);
+    let interrupted = executions.close_interrupted().await.map_err(|e| ServeError::Agent(e.to_string()))?;
+    if interrupted > 0 {
+        tracing::warn!(executions = interrupted, "marked executions of the previous process ended_unexpectedly");
+    }
+    Ok(Coordinator { registry, executions })
+}
+
+/// The registry settings a config gives.
+pub fn registry_settings(config: &CoordinatorConfig) -> RegistrySettings {
+    RegistrySettings {
+        heartbeat_interval: config.heartbeat_interval,
+        down_after: config.down_after,
+        strategy: config.placement,
+        start_timeout: config.start_timeout,
+    }
+}
+
+/// Serves a coordinator on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let coordinator = start(&config, shutdown.clone()).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::coordinator_server::CoordinatorServer<CoordinatorService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let service =
+        CoordinatorService::new(coordinator.executions.clone(), coordinator.registry.clone(), Duration::from_secs(30));
+    let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(64 * 1024 * 1024);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}

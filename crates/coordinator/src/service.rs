@@ -1,0 +1,362 @@
+//! The `switchyard.v1.Coordinator` gRPC service: convert, act, reply.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use switchyard_package::engine::ExecutionStatus;
+use switchyard_proto as pb;
+use switchyard_proto::convert::{struct_from_params, timestamp};
+
+use crate::error::Error;
+use crate::executions::{Executions, StartExecution};
+use crate::registry::{AgentSource, Registry};
+use crate::store::{ExecutionRecord, StoredEvent};
+
+/// The gRPC face of the coordinator.
+pub struct CoordinatorService {
+    executions: Executions,
+    registry: Registry,
+    call_timeout: Duration,
+}
+
+impl CoordinatorService {
+    /// A service over the executions and the registry.
+    pub fn new(executions: Executions, registry: Registry, call_timeout: Duration) -> Self {
+        Self { executions, registry, call_timeout }
+    }
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// An execution on the wire.
+pub fn execution(record: &ExecutionRecord) -> pb::Execution {
+    pb::Execution {
+        execution_id: record.execution_id.clone(),
+        package: record.package.clone(),
+        status: record.status.as_str().to_string(),
+        caller: record.caller.clone(),
+        started_at: Some(timestamp(record.started_at)),
+        ended_at: record.ended_at.map(timestamp),
+        duration_ms: record.duration_ms.unwrap_or_default(),
+        parameters: Some(struct_from_params(&record.parameters)),
+        tasks_total: 0,
+        tasks_failed: 0,
+    }
+}
+
+fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
+    use switchyard_package::engine::EventKind;
+    let e = &stored.event;
+    let (kind, result, message, duration_ms, task_kind) = match &e.kind {
+        EventKind::PackageStarted { package } => ("package_started", String::new(), package.clone(), 0, ""),
+        EventKind::PackageFinished { status, duration_ms } => {
+            ("package_finished", status.as_str().to_string(), String::new(), *duration_ms, "")
+        }
+        EventKind::TaskStarted { kind } => ("task_started", String::new(), String::new(), 0, *kind),
+        EventKind::TaskFinished { kind, result, duration_ms, message } => {
+            ("task_finished", result.as_str().to_string(), message.clone(), *duration_ms, *kind)
+        }
+        EventKind::TaskNotRun { reason } => ("task_not_run", "not_run".to_string(), reason.clone(), 0, ""),
+    };
+    pb::ExecutionEvent {
+        sequence: stored.sequence,
+        at: Some(timestamp(e.at)),
+        path: e.path.clone(),
+        kind: kind.to_string(),
+        result,
+        message,
+        duration_ms,
+        task_kind: task_kind.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for CoordinatorService {
+    async fn register_agent(
+        &self,
+        request: Request<pb::RegisterAgentRequest>,
+    ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
+        let r = request.into_inner();
+        if r.name.is_empty() || r.address.is_empty() {
+            return Err(Error::InvalidArgument("name and address: an agent registers with both".into()).into());
+        }
+        self.registry
+            .add_agent(&r.name, &r.address, None, AgentSource::Registered)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        tracing::info!(agent = %r.name, address = %r.address, "agent registered");
+        Ok(Response::new(pb::RegisterAgentResponse { epoch: self.registry.epoch(&r.name) }))
+    }
+
+    async fn start_execution(
+        &self,
+        request: Request<pb::StartExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let start = StartExecution {
+            request_id: Some(r.request_id).filter(|id| !id.is_empty()),
+            package: r.package,
+            files: r.files.into_iter().map(|f| (f.path, f.content)).collect(),
+            parameters: r.parameters.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            caller: if r.caller.is_empty() { "switchyard".into() } else { r.caller },
+            max_concurrent: (r.max_concurrent != 0).then_some(r.max_concurrent),
+        };
+        let (execution_id, existing) = self.executions.start(start).await?;
+        Ok(Response::new(pb::StartExecutionResponse { execution_id, existing }))
+    }
+
+    async fn get_execution(
+        &self,
+        request: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let id = request.into_inner().execution_id;
+        let record =
+            self.executions.store().execution(&id).await.map_err(Error::from)?.ok_or(Error::UnknownExecution(id))?;
+        Ok(Response::new(execution(&record)))
+    }
+
+    type WatchExecutionStream = Stream_<pb::ExecutionEvent>;
+
+    async fn watch_execution(
+        &self,
+        request: Request<pb::WatchExecutionRequest>,
+    ) -> Result<Response<Self::WatchExecutionStream>, Status> {
+        let r = request.into_inner();
+        if self.executions.store().execution(&r.execution_id).await.map_err(Error::from)?.is_none() {
+            return Err(Error::UnknownExecution(r.execution_id).into());
+        }
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(feed_watcher(self.executions.clone(), r.execution_id, r.after_sequence, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_executions(
+        &self,
+        request: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 50,
+            n => n as usize,
+        };
+        let records = self.executions.store().executions(limit).await.map_err(Error::from)?;
+        Ok(Response::new(pb::ListExecutionsResponse { executions: records.iter().map(execution).collect() }))
+    }
+
+    async fn cancel_execution(
+        &self,
+        request: Request<pb::CancelExecutionRequest>,
+    ) -> Result<Response<pb::CancelExecutionResponse>, Status> {
+        let id = request.into_inner().execution_id;
+        let status = self.executions.cancel(&id).await?;
+        Ok(Response::new(pb::CancelExecutionResponse {
+            status: status.as_str().to_string(),
+            message: format!("execution \"{id}\" is stopping: no new task starts and its children are being stopped"),
+        }))
+    }
+
+    type GetReportStream = Stream_<pb::ReportPart>;
+
+    async fn get_report(
+        &self,
+        request: Request<pb::GetReportRequest>,
+    ) -> Result<Response<Self::GetReportStream>, Status> {
+        let r = request.into_inner();
+        let report = self.executions.report(&r.execution_id).await?;
+        let page = if r.page_size == 0 { 500 } else { r.page_size as usize };
+        let parts = report.to_proto_parts(page);
+        let stream = tokio_stream::iter(parts.into_iter().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_agents(&self, _: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let agents = self
+            .registry
+            .agents()
+            .into_iter()
+            .map(|a| pb::AgentInfo {
+                name: a.name,
+                address: a.address,
+                state: a.state.as_str().to_string(),
+                labels: a.labels,
+                running: a.running,
+                slots: a.slots,
+                queued: a.queued,
+                incarnation: a.incarnation,
+                epoch: a.epoch,
+                source: match a.source {
+                    AgentSource::Config => "config".into(),
+                    AgentSource::Registered => "registered".into(),
+                },
+                version: a.version,
+                last_seen_ms_ago: a.last_seen.map_or(u64::MAX, |t| t.elapsed().as_millis() as u64),
+                last_error: a.last_error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn drain_agent(
+        &self,
+        request: Request<pb::DrainAgentRequest>,
+    ) -> Result<Response<pb::DrainAgentResponse>, Status> {
+        let r = request.into_inner();
+        let state = self.registry.set_draining(&r.name, r.drain).map_err(|_| Error::UnknownAgent(r.name.clone()))?;
+        Ok(Response::new(pb::DrainAgentResponse { state: state.as_str().to_string() }))
+    }
+
+    async fn start_job(
+        &self,
+        request: Request<pb::CoordinatorStartJobRequest>,
+    ) -> Result<Response<pb::CoordinatorStartJobResponse>, Status> {
+        let r = request.into_inner();
+        let mut client = self.registry.client(&r.agent).ok_or_else(|| Error::UnknownAgent(r.agent.clone()))?;
+        let mut call = Request::new(pb::StartJobRequest {
+            job: r.job,
+            params: r.params,
+            requested_by: if r.requested_by.is_empty() { "switchyard".into() } else { r.requested_by },
+            ..Default::default()
+        });
+        call.set_timeout(self.call_timeout);
+        let reply = client.start_job(call).await?.into_inner();
+        Ok(Response::new(pb::CoordinatorStartJobResponse {
+            agent: r.agent,
+            run_id: reply.run_id,
+            message: reply.message,
+            sequence: reply.sequence,
+            incarnation: reply.incarnation,
+        }))
+    }
+
+    async fn deploy_job(
+        &self,
+        request: Request<pb::DeployJobRequest>,
+    ) -> Result<Response<pb::DeployJobResponse>, Status> {
+        let r = request.into_inner();
+        let targets: Vec<String> = match (r.agent.is_empty(), r.pool.is_empty()) {
+            (false, true) => {
+                if self.registry.agent(&r.agent).is_none() {
+                    return Err(Error::UnknownAgent(r.agent).into());
+                }
+                vec![r.agent.clone()]
+            }
+            (true, false) => {
+                let agents: Vec<String> =
+                    self.registry.agents().into_iter().filter(|a| a.labels.contains(&r.pool)).map(|a| a.name).collect();
+                if agents.is_empty() {
+                    return Err(Error::InvalidArgument(format!("pool: no agent has label \"{}\"", r.pool)).into());
+                }
+                agents
+            }
+            _ => return Err(Error::InvalidArgument("give either agent or pool".into()).into()),
+        };
+        let mut results = Vec::new();
+        let mut job_name = String::new();
+        for agent in targets {
+            let outcome = self.deploy_to(&agent, &r.job, &r.packages).await;
+            let (ok, message) = match outcome {
+                Ok(name) => {
+                    job_name = name.clone();
+                    (true, format!("job \"{name}\" deployed with {} package(s)", r.packages.len()))
+                }
+                Err(message) => (false, message),
+            };
+            results.push(pb::DeployTarget { agent, ok, message });
+        }
+        Ok(Response::new(pb::DeployJobResponse { job: job_name, targets: results }))
+    }
+}
+
+impl CoordinatorService {
+    /// Pushes packages, then the job, to one agent (as a master server does to its targets).
+    async fn deploy_to(&self, agent: &str, job: &str, packages: &[pb::PackageFile]) -> Result<String, String> {
+        let mut client = self.registry.client(agent).ok_or_else(|| format!("agent \"{agent}\" is not registered"))?;
+        for package in packages {
+            let mut call =
+                Request::new(pb::PutPackageRequest { name: package.path.clone(), content: package.content.clone() });
+            call.set_timeout(self.call_timeout);
+            client.put_package(call).await.map_err(|e| format!("package \"{}\": {}", package.path, e.message()))?;
+        }
+        let mut call = Request::new(pb::UpsertJobRequest { definition: job.to_string() });
+        call.set_timeout(self.call_timeout);
+        let reply = client.upsert_job(call).await.map_err(|e| format!("job: {}", e.message()))?;
+        Ok(reply.into_inner().name)
+    }
+}
+
+/// Sends an execution's events after `after`: stored ones, then live ones until it ends.
+async fn feed_watcher(
+    executions: Executions,
+    id: String,
+    mut last: u64,
+    tx: mpsc::Sender<Result<pb::ExecutionEvent, Status>>,
+) {
+    // Subscribe before reading the store so nothing falls between the two.
+    let mut live = executions.subscribe(&id);
+    loop {
+        let page = match executions.store().events_after(&id, last, 1000).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(Status::internal(format!("reading events: {e}")))).await;
+                return;
+            }
+        };
+        if page.is_empty() {
+            break;
+        }
+        for stored in page {
+            last = stored.sequence;
+            if tx.send(Ok(event(&stored))).await.is_err() {
+                return;
+            }
+        }
+    }
+    let Some(feed) = live.as_mut() else { return };
+    loop {
+        match feed.recv().await {
+            Ok(stored) if stored.sequence <= last => {}
+            Ok(stored) => {
+                last = stored.sequence;
+                let finished =
+                    matches!(stored.event.kind, switchyard_package::engine::EventKind::PackageFinished { .. })
+                        && stored.event.path.is_empty();
+                if finished {
+                    // The report is complete once the result is stored: end the stream after that.
+                    executions.wait_finished(&id).await;
+                }
+                if tx.send(Ok(event(&stored))).await.is_err() || finished {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Catch up from the store, then go on live.
+                match executions.store().events_after(&id, last, usize::MAX).await {
+                    Ok(page) => {
+                        for stored in page {
+                            last = stored.sequence;
+                            if tx.send(Ok(event(&stored))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(format!("reading events: {e}")))).await;
+                        return;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// True when an execution status is final.
+pub fn is_final(status: ExecutionStatus) -> bool {
+    !matches!(
+        status,
+        ExecutionStatus::Created | ExecutionStatus::Running | ExecutionStatus::Pending | ExecutionStatus::Stopping
+    )
+}

@@ -1,0 +1,276 @@
+//! Records to rows and back: the statements the writer runs and the mapping readers use.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::ToSql;
+use rusqlite::types::{ToSqlOutput, Type};
+use rusqlite::{Connection, Row, params};
+use switchyard_package::engine::{ChildStatus, TaskRecord};
+use switchyard_package::model::TaskKind;
+
+use crate::report::parse_name;
+
+use super::{ChildRunRecord, ExecutionRecord, StoredEvent};
+
+pub(super) const EXECUTION_COLUMNS: &str = "execution_id, request_id, package, package_file, status, caller, \
+    parameters, started_at, ended_at, duration_ms";
+
+pub(super) const TASK_COLUMNS: &str = "path, kind, result, started_at, duration_ms, agent, message, exit_code";
+
+pub(super) const CHILD_COLUMNS: &str = "execution_id, task_path, attempt, agent, job, run_id, idempotency_key, \
+    status, started_at, duration_ms, message, package";
+
+/// Inserts an execution; a second one with the same id or request id breaks a constraint.
+pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (execution_id, request_id, package, \
+    package_file, status, caller, parameters, started_at, ended_at, duration_ms) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// Replaces the whole row of an execution (inserting it when missing).
+pub(super) const UPSERT_EXECUTION: &str = "INSERT INTO executions (execution_id, request_id, package, \
+    package_file, status, caller, parameters, started_at, ended_at, duration_ms) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+    ON CONFLICT (execution_id) DO UPDATE SET request_id = excluded.request_id, package = excluded.package, \
+    package_file = excluded.package_file, status = excluded.status, caller = excluded.caller, \
+    parameters = excluded.parameters, started_at = excluded.started_at, ended_at = excluded.ended_at, \
+    duration_ms = excluded.duration_ms";
+
+/// Runs `sql` (INSERT_EXECUTION or UPSERT_EXECUTION) for `execution`.
+pub(super) fn put_execution(connection: &Connection, sql: &str, execution: &ExecutionRecord) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute(params![
+        execution.execution_id,
+        execution.request_id,
+        execution.package,
+        execution.package_file,
+        execution.status.as_str(),
+        execution.caller,
+        to_json(&execution.parameters)?,
+        timestamp(&execution.started_at),
+        execution.ended_at.as_ref().map(timestamp),
+        execution.duration_ms.map(Unsigned),
+    ])?;
+    Ok(())
+}
+
+/// Stores an event, replacing one with the same execution and sequence (a retried write).
+pub(super) fn put_event(connection: &Connection, event: &StoredEvent) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO events (execution_id, sequence, event) VALUES (?1, ?2, ?3) \
+        ON CONFLICT (execution_id, sequence) DO UPDATE SET event = excluded.event";
+    connection.prepare_cached(sql)?.execute(params![
+        event.execution_id,
+        Unsigned(event.sequence),
+        to_json(&event.event)?
+    ])?;
+    Ok(())
+}
+
+/// Replaces the task rows of an execution with `tasks`, numbered in order.
+pub(super) fn replace_tasks(connection: &Connection, execution_id: &str, tasks: &[TaskRecord]) -> rusqlite::Result<()> {
+    connection.prepare_cached("DELETE FROM tasks WHERE execution_id = ?1")?.execute([execution_id])?;
+    let sql = "INSERT INTO tasks (execution_id, position, path, kind, result, started_at, duration_ms, agent, \
+        message, exit_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    let mut insert = connection.prepare_cached(sql)?;
+    for (position, task) in tasks.iter().enumerate() {
+        insert.execute(params![
+            execution_id,
+            Unsigned(position as u64),
+            task.path,
+            task.kind,
+            task.result.as_str(),
+            task.started_at.as_ref().map(timestamp),
+            task.duration_ms.map(Unsigned),
+            task.agent,
+            task.message,
+            task.exit_code,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Stores a child run, replacing the one with the same agent and run id.
+pub(super) fn upsert_child(connection: &Connection, child: &ChildRunRecord) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO children (execution_id, task_path, attempt, agent, job, run_id, idempotency_key, status, \
+        started_at, duration_ms, message, package) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+        ON CONFLICT (agent, run_id) DO UPDATE SET execution_id = excluded.execution_id, \
+        task_path = excluded.task_path, attempt = excluded.attempt, job = excluded.job, \
+        idempotency_key = excluded.idempotency_key, status = excluded.status, started_at = excluded.started_at, \
+        duration_ms = excluded.duration_ms, message = excluded.message, package = excluded.package";
+    connection.prepare_cached(sql)?.execute(params![
+        child.execution_id,
+        child.task_path,
+        child.attempt,
+        child.agent,
+        child.job,
+        child.run_id,
+        child.idempotency_key,
+        child.status.as_str(),
+        timestamp(&child.started_at),
+        child.duration_ms.map(Unsigned),
+        child.message,
+        child.package,
+    ])?;
+    Ok(())
+}
+
+/// Records a child's outcome. A superseded child keeps that status: a superseded attempt's
+/// result never changes what the report says of the task (DESIGN.md §4, fencing).
+pub(super) fn update_child_status(
+    connection: &Connection,
+    agent: &str,
+    run_id: &str,
+    status: ChildStatus,
+    duration_ms: Option<u64>,
+    message: &str,
+) -> rusqlite::Result<()> {
+    let sql = "UPDATE children SET status = CASE WHEN status = ?6 THEN status ELSE ?3 END, duration_ms = ?4, \
+        message = ?5 WHERE agent = ?1 AND run_id = ?2";
+    connection.prepare_cached(sql)?.execute(params![
+        agent,
+        run_id,
+        status.as_str(),
+        duration_ms.map(Unsigned),
+        message,
+        ChildStatus::Superseded.as_str(),
+    ])?;
+    Ok(())
+}
+
+/// Records the last outbox sequence consumed from an agent. Within one incarnation the cursor
+/// only rises (group commits may land out of order); a new incarnation replaces it.
+pub(super) fn set_agent_cursor(
+    connection: &Connection,
+    agent: &str,
+    incarnation: &str,
+    sequence: u64,
+) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO agent_cursors (agent, incarnation, sequence) VALUES (?1, ?2, ?3) \
+        ON CONFLICT (agent) DO UPDATE SET incarnation = excluded.incarnation, sequence = CASE \
+        WHEN incarnation = excluded.incarnation THEN max(sequence, excluded.sequence) ELSE excluded.sequence END";
+    connection.prepare_cached(sql)?.execute(params![agent, incarnation, Unsigned(sequence)])?;
+    Ok(())
+}
+
+/// Sets a meta value.
+pub(super) fn set_meta(connection: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    connection.prepare_cached(sql)?.execute([key, value])?;
+    Ok(())
+}
+
+/// RFC 3339 UTC with nine fractional digits: fixed width, so text order is time order.
+pub(super) fn timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// A `u64` bound as SQLite's 64-bit signed integer; values past `i64::MAX` (never reached by
+/// sequences, positions or millisecond durations) are refused rather than wrapped.
+pub(super) struct Unsigned(pub u64);
+
+impl ToSql for Unsigned {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        i64::try_from(self.0)
+            .map(ToSqlOutput::from)
+            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+    }
+}
+
+pub(super) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    let parameters: String = row.get(6)?;
+    Ok(ExecutionRecord {
+        execution_id: row.get(0)?,
+        request_id: row.get(1)?,
+        package: row.get(2)?,
+        package_file: row.get(3)?,
+        status: named(row, 4)?,
+        caller: row.get(5)?,
+        parameters: serde_json::from_str(&parameters)
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(6, Type::Text, Box::new(error)))?,
+        started_at: time(row, 7)?,
+        ended_at: optional_time(row, 8)?,
+        duration_ms: optional_unsigned(row, 9)?,
+    })
+}
+
+pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let event: String = row.get(2)?;
+    Ok(StoredEvent {
+        execution_id: row.get(0)?,
+        sequence: unsigned(row, 1)?,
+        event: serde_json::from_str(&event)
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(error)))?,
+    })
+}
+
+pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let kind: String = row.get(1)?;
+    Ok(TaskRecord {
+        path: row.get(0)?,
+        kind: TaskKind::static_name(&kind)
+            .ok_or_else(|| bad_value(1, Type::Text, format!("unknown task kind {kind:?}")))?,
+        result: named(row, 2)?,
+        started_at: optional_time(row, 3)?,
+        duration_ms: optional_unsigned(row, 4)?,
+        agent: row.get(5)?,
+        message: row.get(6)?,
+        exit_code: row.get(7)?,
+    })
+}
+
+pub(super) fn child_from_row(row: &Row<'_>) -> rusqlite::Result<ChildRunRecord> {
+    Ok(ChildRunRecord {
+        execution_id: row.get(0)?,
+        task_path: row.get(1)?,
+        attempt: row.get(2)?,
+        agent: row.get(3)?,
+        job: row.get(4)?,
+        run_id: row.get(5)?,
+        idempotency_key: row.get(6)?,
+        status: named(row, 7)?,
+        started_at: time(row, 8)?,
+        duration_ms: optional_unsigned(row, 9)?,
+        message: row.get(10)?,
+        package: row.get(11)?,
+    })
+}
+
+/// Reads a column written from [`Unsigned`].
+pub(super) fn unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    to_unsigned(index, row.get(index)?)
+}
+
+fn optional_unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<u64>> {
+    row.get::<_, Option<i64>>(index)?.map(|value| to_unsigned(index, value)).transpose()
+}
+
+fn to_unsigned(index: usize, value: i64) -> rusqlite::Result<u64> {
+    u64::try_from(value)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(error)))
+}
+
+/// A status or result stored by its lower-case name.
+fn named<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse_name(&text).ok_or_else(|| bad_value(index, Type::Text, format!("unknown status or result {text:?}")))
+}
+
+fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(index)?;
+    parse_time(index, &text)
+}
+
+fn optional_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|text| parse_time(index, &text)).transpose()
+}
+
+fn parse_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
+}
+
+fn to_json(value: &impl serde::Serialize) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+}
+
+fn bad_value(index: usize, column_type: Type, detail: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, column_type, detail.into())
+}
