@@ -9,6 +9,7 @@ pub mod faults;
 pub mod jobs;
 pub mod model;
 pub mod recovery;
+pub mod registration;
 mod runner;
 pub mod runtime;
 pub mod server;

@@ -32,6 +32,9 @@ struct Args {
     /// Labels (comma-separated) that pools select agents by.
     #[arg(long, value_delimiter = ',')]
     labels: Option<Vec<String>>,
+    /// A coordinator to register with (host:port), at start and every few seconds.
+    #[arg(long)]
+    coordinator: Option<String>,
     /// Accept InjectFault (switchyard chaos).
     #[arg(long)]
     allow_fault_injection: bool,
@@ -51,15 +54,11 @@ async fn main() -> anyhow::Result<()> {
         slots: args.slots,
         labels: args.labels,
         allow_fault_injection: args.allow_fault_injection.then_some(true),
+        coordinator: args.coordinator,
         ..ConfigOverrides::default()
     };
     let config =
         AgentConfig::load(args.config.as_deref(), std::env::vars(), overrides).context("loading agent config")?;
-    if config.coordinator.is_some() {
-        anyhow::bail!(
-            "`coordinator` (registering with a coordinator) is not supported yet; remove it from the agent config"
-        );
-    }
     if config.insecure && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "listening on a non-loopback address without TLS (insecure = true)");
     }

@@ -59,7 +59,19 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::Fil
 /// Serves an agent on `listener` until `shutdown` fires, then drains: new starts are refused,
 /// running runs get `shutdown_grace` to end before they are canceled and recorded.
 pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let bound = listener.local_addr().ok();
     let runtime = start(config).await?;
+    if let (Some(coordinator), Some(address)) = (runtime.config.coordinator.clone(), bound) {
+        tokio::spawn(crate::registration::keep_registered(
+            coordinator,
+            runtime.name().to_string(),
+            address,
+            runtime.config.labels.clone(),
+            runtime.config.slots,
+            runtime.store.incarnation().to_string(),
+            shutdown.clone(),
+        ));
+    }
     let consumed = Arc::new(AtomicU64::new(
         runtime.store.meta("consumed").await?.and_then(|v| v.parse().ok()).unwrap_or_default(),
     ));
