@@ -55,7 +55,6 @@ async fn main() -> anyhow::Result<()> {
         labels: args.labels,
         allow_fault_injection: args.allow_fault_injection.then_some(true),
         coordinator: args.coordinator,
-        ..ConfigOverrides::default()
     };
     let config =
         AgentConfig::load(args.config.as_deref(), std::env::vars(), overrides).context("loading agent config")?;
