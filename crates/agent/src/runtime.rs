@@ -102,6 +102,8 @@ pub struct Accepted {
     pub existing: bool,
     /// Queued or running.
     pub status: RunStatus,
+    /// The packages the job's steps run, in step order.
+    pub packages: Vec<String>,
 }
 
 /// The permits a run holds while it runs.
@@ -287,6 +289,7 @@ impl AgentRuntime {
             message: format!("Job '{}' started successfully.", record.job),
             existing: true,
             status: record.status,
+            packages: self.job(&record.job).map(|e| packages_of(&e.definition)).unwrap_or_default(),
         }
     }
 
@@ -345,6 +348,7 @@ impl AgentRuntime {
             message: record.message,
             existing: false,
             status,
+            packages: packages_of(&entry.definition),
         })
     }
 
@@ -483,4 +487,15 @@ pub(crate) fn event_for(record: &RunRecord, kind: EventKind, message: String) ->
         task_path: record.task_path.clone(),
         attempt: record.attempt,
     }
+}
+
+/// The package paths of a job's package steps, in step order.
+fn packages_of(job: &JobDefinition) -> Vec<String> {
+    job.steps
+        .iter()
+        .filter_map(|s| match &s.work {
+            crate::jobs::StepWork::Package { path, .. } => Some(path.clone()),
+            crate::jobs::StepWork::Command { .. } => None,
+        })
+        .collect()
 }

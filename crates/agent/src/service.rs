@@ -65,6 +65,7 @@ impl pb::agent_server::Agent for AgentService {
             message: accepted.message,
             existing: accepted.existing,
             status: wire::run_status(accepted.status) as i32,
+            packages: accepted.packages,
         }))
     }
 

@@ -166,7 +166,7 @@ impl AgentJobs {
             agent: Some(agent.clone()),
             job: Some(task.job.clone()),
             run_id: Some(accepted.run_id.clone()),
-            package: None,
+            package: (!accepted.packages.is_empty()).then(|| accepted.packages.join(", ")),
             status: ChildStatus::Running,
             duration_ms: None,
             tasks: Vec::new(),
