@@ -275,6 +275,12 @@ impl Executions {
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             if outcome.execution_id.is_empty() {
+                let cursor = Write::SetAgentCursor {
+                    agent: outcome.agent.clone(),
+                    incarnation: outcome.incarnation.clone(),
+                    sequence: outcome.sequence,
+                };
+                let _ = self.inner.store.write(vec![cursor]).await;
                 continue;
             }
             let status = match switchyard_proto::RunStatus::try_from(outcome.status as i32) {
@@ -295,7 +301,14 @@ impl Executions {
                 duration_ms: Some(outcome.duration_ms),
                 message: outcome.message.clone(),
             };
-            if let Err(e) = self.inner.store.write(vec![write]).await {
+            // The cursor is stored with the outcome it covers: a restarted coordinator resumes
+            // the agent's stream after it and loses no outcome.
+            let cursor = Write::SetAgentCursor {
+                agent: outcome.agent.clone(),
+                incarnation: outcome.incarnation.clone(),
+                sequence: outcome.sequence,
+            };
+            if let Err(e) = self.inner.store.write(vec![write, cursor]).await {
                 tracing::warn!(error = %e, "cannot record a child outcome");
             }
         }

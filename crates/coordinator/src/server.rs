@@ -54,6 +54,7 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
     }
     let store = Store::open(&config.data_dir)?;
     let registry = Registry::new(registry_settings(config), shutdown);
+    registry.resume_from(store.agent_cursors().await?);
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)

@@ -120,6 +120,10 @@ pub struct RunOutcome {
     pub task_path: String,
     pub attempt: u32,
     pub idempotency_key: String,
+    /// The agent's incarnation and the outbox sequence of the FINISHED event: storing them with
+    /// the outcome lets a restarted coordinator resume the agent's stream after it.
+    pub incarnation: String,
+    pub sequence: u64,
 }
 
 /// What [`Registry::wait_for_outcome`] saw.
@@ -250,6 +254,7 @@ impl Registry {
             round_robin_cursor: 0,
             outcomes: outcomes::OutcomeCache::new(OUTCOME_CACHE_CAPACITY),
             next_generation: 1,
+            cursors: std::collections::HashMap::new(),
         };
         let (finished, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
         let inner = Inner { settings, shutdown, state: Mutex::new(state), changed: Arc::new(Notify::new()), finished };
@@ -258,6 +263,15 @@ impl Registry {
 
     pub fn settings(&self) -> &RegistrySettings {
         &self.inner.settings
+    }
+
+    /// Where to resume each agent's WatchRuns stream (incarnation, last sequence consumed), as a
+    /// restarted coordinator stored them; used when those agents are added.
+    pub fn resume_from(&self, cursors: impl IntoIterator<Item = (String, String, u64)>) {
+        let mut state = self.inner.lock();
+        for (agent, incarnation, sequence) in cursors {
+            state.cursors.insert(agent, (incarnation, sequence));
+        }
     }
 
     /// Adds an agent and starts monitoring it. Adding the same name again updates its labels
@@ -320,6 +334,10 @@ impl Registry {
             None => {
                 tracing::info!(agent = %name, address, source = source.as_str(), "agent added");
                 let mut entry = AgentEntry::new(name, address, url, channel, generation);
+                if let Some((incarnation, sequence)) = state.cursors.remove(name) {
+                    entry.incarnation = incarnation;
+                    entry.last_sequence = sequence;
+                }
                 entry.stop = self.inner.shutdown.child_token();
                 entry.labels_override = labels_override.clone();
                 entry.source = source;

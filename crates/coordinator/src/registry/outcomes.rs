@@ -66,6 +66,8 @@ mod tests {
             task_path: String::new(),
             attempt: 0,
             idempotency_key: String::new(),
+            incarnation: String::new(),
+            sequence: 0,
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) struct State {
     pub(super) round_robin_cursor: usize,
     pub(super) outcomes: OutcomeCache,
     pub(super) next_generation: u64,
+    /// Stored stream positions for agents not added yet (a restarted coordinator's).
+    pub(super) cursors: std::collections::HashMap<String, (String, u64)>,
 }
 
 /// One agent: its connection, liveness, load and the runs known to be active there.
@@ -339,6 +341,8 @@ impl State {
                     task_path: event.task_path,
                     attempt: event.attempt,
                     idempotency_key: event.idempotency_key,
+                    incarnation: event.incarnation.clone(),
+                    sequence: event.sequence,
                 };
                 for waiter in entry.waiters.remove(&outcome.run_id).into_iter().flatten() {
                     let _ = waiter.send(WaitOutcome::Finished(outcome.clone()));
