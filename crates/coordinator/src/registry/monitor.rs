@@ -283,7 +283,7 @@ impl Monitor {
         match consumed {
             Consumed::Finished(outcome) => {
                 // No receiver is fine: nobody follows fire-and-forget children yet.
-                let _ = inner.finished.send(outcome);
+                let _ = inner.finished.send(*outcome);
                 inner.notify_changed();
                 true
             }

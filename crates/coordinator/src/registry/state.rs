@@ -348,7 +348,7 @@ impl State {
                     let _ = waiter.send(WaitOutcome::Finished(outcome.clone()));
                 }
                 outcomes.insert(outcome.clone());
-                Consumed::Finished(outcome)
+                Consumed::Finished(Box::new(outcome))
             }
             _ => Consumed::Other,
         }
@@ -357,7 +357,7 @@ impl State {
 
 /// What consuming an event did.
 pub(super) enum Consumed {
-    Finished(RunOutcome),
+    Finished(Box<RunOutcome>),
     Other,
     /// The agent was removed or re-registered elsewhere: its monitor ends.
     Stale,
