@@ -16,7 +16,7 @@ use switchyard_package::{LoadError, load_package};
 
 use crate::error::Error;
 use crate::launcher::{AgentJobs, ChildSink, ChildUpdate};
-use crate::registry::Registry;
+use crate::registry::{Registry, StopReason};
 use crate::report::Report;
 use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
 
@@ -84,6 +84,7 @@ impl Executions {
             }),
         };
         tokio::spawn(executions.clone().record_outcomes());
+        tokio::spawn(executions.clone().record_stops());
         executions
     }
 
@@ -314,6 +315,35 @@ impl Executions {
         }
     }
 
+    /// Records runs that reconciliation stopped on agents that came back: superseded attempts
+    /// (which never change their task's state) and cancels delivered late.
+    async fn record_stops(self) {
+        let mut stopped = self.inner.registry.stopped();
+        loop {
+            let stop = match stopped.recv().await {
+                Ok(s) => s,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let (status, message) = match stop.reason {
+                StopReason::Superseded => {
+                    (ChildStatus::Superseded, "superseded by a later attempt; stopped when its agent came back")
+                }
+                StopReason::Canceled => (ChildStatus::Canceled, "canceled with its execution when its agent came back"),
+            };
+            let write = Write::UpdateChildStatus {
+                agent: stop.agent.clone(),
+                run_id: stop.run_id.clone(),
+                status,
+                duration_ms: None,
+                message: message.to_string(),
+            };
+            if let Err(e) = self.inner.store.write(vec![write]).await {
+                tracing::warn!(error = %e, "cannot record a stopped child run");
+            }
+        }
+    }
+
     /// Cancels an execution: no new task starts, running processes end, and running children
     /// on agents are stopped (unless their task says on_parent_end = "abandon").
     pub async fn cancel(&self, execution_id: &str) -> Result<ExecutionStatus, Error> {
@@ -359,8 +389,10 @@ impl Executions {
             call.set_timeout(self.inner.start_timeout);
             match client.stop_job(call).await {
                 Ok(_) => tracing::info!(agent = %child.agent, run = %child.run_id, "child run stopped"),
+                Err(e) if matches!(e.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound) => {}
                 Err(e) => {
-                    tracing::warn!(agent = %child.agent, run = %child.run_id, error = %e.message(), "cannot stop a child run")
+                    tracing::warn!(agent = %child.agent, run = %child.run_id, error = %e.message(), "cannot stop a child run now; will again when its agent is back");
+                    self.inner.registry.stop_when_back(&child.agent, &child.run_id, StopReason::Canceled);
                 }
             }
         }

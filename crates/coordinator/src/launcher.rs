@@ -19,7 +19,7 @@ use switchyard_package::model::{AgentTarget, OnParentEnd};
 use switchyard_proto as pb;
 use switchyard_proto::convert::struct_from_params;
 
-use crate::registry::{PlaceError, Registry, Reservation, WaitOutcome};
+use crate::registry::{PlaceError, Registry, Reservation, StopReason, WaitOutcome};
 
 /// Told about every child run an `agent_job` task starts and how it ends.
 pub type ChildSink = Arc<dyn Fn(ChildUpdate) + Send + Sync>;
@@ -215,6 +215,10 @@ impl AgentJobs {
             WaitOutcome::Lost { agent: lost, reason } => {
                 children[last].status = ChildStatus::Lost;
                 self.tell(request, attempt, &key, children[last].clone());
+                if attempt < task.retries {
+                    // A later attempt replaces this run: stop it if its agent comes back.
+                    self.registry.stop_when_back(&lost, &accepted.run_id, StopReason::Superseded);
+                }
                 Err(AttemptEnd::Failed {
                     message: format!("job \"{}\" was lost with agent \"{lost}\": {reason}", task.job),
                     lost_agent: Some(lost),

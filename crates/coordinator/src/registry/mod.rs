@@ -9,6 +9,7 @@
 mod monitor;
 mod outcomes;
 mod pools;
+mod reconcile;
 mod reservation;
 mod state;
 
@@ -24,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{CoordinatorConfig, agent_url, is_valid_name};
+
 use crate::placement::{self, PlacementStrategy};
 pub use monitor::is_connection_refused;
 pub use outcomes::OUTCOME_CACHE_CAPACITY;
+pub use reconcile::{StopReason, Stopped};
 pub use reservation::Reservation;
 use state::{AgentEntry, Liveness, State};
 
@@ -213,6 +216,7 @@ struct Inner {
     /// Capacity may have freed or an agent's state changed.
     changed: Arc<Notify>,
     finished: broadcast::Sender<RunOutcome>,
+    stopped: broadcast::Sender<reconcile::Stopped>,
 }
 
 impl Inner {
@@ -257,7 +261,9 @@ impl Registry {
             cursors: std::collections::HashMap::new(),
         };
         let (finished, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
-        let inner = Inner { settings, shutdown, state: Mutex::new(state), changed: Arc::new(Notify::new()), finished };
+        let (stopped, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
+        let inner =
+            Inner { settings, shutdown, state: Mutex::new(state), changed: Arc::new(Notify::new()), finished, stopped };
         Self { inner: Arc::new(inner) }
     }
 

@@ -127,6 +127,9 @@ impl Monitor {
             let Some(became_up) = self.with_entry(|entry| entry.mark_up(Instant::now())) else { return };
             if became_up {
                 self.notify_changed();
+                if let Some(inner) = self.inner.upgrade() {
+                    super::reconcile::reconcile(&inner, &self.name, self.client.clone()).await;
+                }
             }
             match self.connected(stream).await {
                 Exit::Stop => return,

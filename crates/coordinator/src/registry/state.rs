@@ -86,6 +86,8 @@ pub(super) struct AgentEntry {
     pub(super) last_heard: Instant,
     pub(super) last_error: Option<String>,
     pub(super) waiters: HashMap<String, Vec<oneshot::Sender<WaitOutcome>>>,
+    /// Runs to stop once the agent answers again (superseded attempts, missed cancels).
+    pub(super) pending_stops: Vec<(String, super::reconcile::StopReason)>,
 }
 
 impl AgentEntry {
@@ -123,6 +125,7 @@ impl AgentEntry {
             last_heard: Instant::now(),
             last_error: None,
             waiters: HashMap::new(),
+            pending_stops: Vec::new(),
         }
     }
 

@@ -1,0 +1,91 @@
+//! Fencing when an agent comes back: runs of superseded attempts are stopped and reported as
+//! superseded, and cancels that could not reach the agent while it was down are sent again.
+
+use std::time::Duration;
+
+use switchyard_proto::StopJobRequest;
+use switchyard_proto::agent_client::AgentClient;
+use tokio::sync::broadcast;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use super::{AgentState, Inner, Registry};
+
+/// Why a run is stopped when its agent answers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A later attempt replaced it after its agent was declared down.
+    Superseded,
+    /// Its execution was canceled while the agent was unreachable.
+    Canceled,
+}
+
+/// A run stopped (or found already ended) by reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The agent.
+    pub agent: String,
+    /// The run.
+    pub run_id: String,
+    /// Why.
+    pub reason: StopReason,
+}
+
+impl Registry {
+    /// Stops `run_id` on `agent` now if it answers, or as soon as it comes back.
+    pub fn stop_when_back(&self, agent: &str, run_id: &str, reason: StopReason) {
+        let client = {
+            let mut state = self.inner.lock();
+            let Some(entry) = state.agents.get_mut(agent) else { return };
+            entry.pending_stops.push((run_id.to_string(), reason));
+            (entry.state() == AgentState::Up).then(|| AgentClient::new(entry.channel.clone()))
+        };
+        if let Some(client) = client {
+            let inner = self.inner.clone();
+            let agent = agent.to_string();
+            tokio::spawn(async move { reconcile(&inner, &agent, client).await });
+        }
+    }
+
+    /// Every run reconciliation stopped, for the executions' records.
+    pub fn stopped(&self) -> broadcast::Receiver<Stopped> {
+        self.inner.stopped.subscribe()
+    }
+}
+
+/// Sends the agent's pending stops; those that cannot be delivered stay pending.
+pub(super) async fn reconcile(inner: &Inner, agent: &str, mut client: AgentClient<Channel>) {
+    let pending = match inner.lock().agents.get_mut(agent) {
+        Some(entry) => std::mem::take(&mut entry.pending_stops),
+        None => return,
+    };
+    let mut undelivered = Vec::new();
+    for (run_id, reason) in pending {
+        let mut call = tonic::Request::new(StopJobRequest {
+            run_id: run_id.clone(),
+            job: String::new(),
+            requested_by: match reason {
+                StopReason::Superseded => "switchyard coordinator (attempt superseded)".into(),
+                StopReason::Canceled => "switchyard coordinator (execution canceled)".into(),
+            },
+        });
+        call.set_timeout(Duration::from_secs(5));
+        match client.stop_job(call).await {
+            // Stopped, or it had already ended or is unknown there: either way it is settled.
+            Ok(_) => {}
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {}
+            Err(status) => {
+                tracing::warn!(%agent, run = %run_id, error = %status.message(), "cannot stop a run yet; will retry when the agent is back");
+                undelivered.push((run_id, reason));
+                continue;
+            }
+        }
+        tracing::info!(%agent, run = %run_id, ?reason, "run stopped on an agent that came back");
+        let _ = inner.stopped.send(Stopped { agent: agent.to_string(), run_id, reason });
+    }
+    if !undelivered.is_empty()
+        && let Some(entry) = inner.lock().agents.get_mut(agent)
+    {
+        entry.pending_stops.extend(undelivered);
+    }
+}
