@@ -1,6 +1,10 @@
 //! `switchyard demo`: a coordinator and three agents in this process on loopback, with a
 //! temporary data dir; the example jobs are deployed, the example parent package runs with live
 //! progress, and the Overview report is printed. Exits 0 when everything ran as designed.
+//!
+//! With `--fail-agent NAME` that agent runs as a child process instead (see `demo_agent`), and
+//! is crashed once the "Per region" loop runs: the report then shows its lost children retried on
+//! the other agents of the pool.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -8,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use switchyard_agent::config::AgentConfig;
 use switchyard_coordinator::config::{CoordinatorConfig, StaticAgent};
 use switchyard_coordinator::executions::StartExecution;
 use switchyard_coordinator::registry::AgentState;
@@ -20,6 +24,7 @@ use switchyard_package::TaskResult;
 use switchyard_package::engine::{ChildStatus, ExecutionStatus};
 use switchyard_proto as pb;
 
+use super::demo_agent::{AgentProcess, CrashOutcome, REGION_TASKS, agent_config, crash_mid_run};
 use super::exit;
 
 /// The demo's files, built into the binary so it runs from anywhere.
@@ -48,14 +53,14 @@ pub struct DemoArgs {
 
 /// Runs the demo; returns the exit code.
 pub async fn demo(args: DemoArgs) -> u8 {
-    if let Some(name) = &args.fail_agent {
-        eprintln!(
-            "error: `switchyard demo --fail-agent {name}` is not supported yet; run `switchyard demo` without it"
-        );
+    if let Some(name) = &args.fail_agent
+        && !AGENTS.contains(&name.as_str())
+    {
+        eprintln!("error: --fail-agent: the demo has no agent named \"{name}\"; choose {}", AGENTS.join(", "));
         return exit::BAD_COMMAND_LINE;
     }
     let shutdown = CancellationToken::new();
-    let result = run(shutdown.clone()).await;
+    let result = run(args.fail_agent.as_deref(), shutdown.clone()).await;
     shutdown.cancel();
     match result {
         Ok(()) => exit::SUCCESS,
@@ -66,17 +71,42 @@ pub async fn demo(args: DemoArgs) -> u8 {
     }
 }
 
-async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run(fail_agent: Option<&str>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating the demo's temporary data dir")?;
     let started = Instant::now();
     say(started, &format!("data dir {}", dir.path().display()));
+    let mut crashable = None;
+    let result = demonstrate(dir.path(), fail_agent, &mut crashable, started, shutdown).await;
+    // Reaped before the data dir goes, whatever happened.
+    if let Some(process) = crashable {
+        process.stop().await;
+    }
+    result
+}
+
+async fn demonstrate(
+    root: &std::path::Path,
+    fail_agent: Option<&str>,
+    crashable: &mut Option<AgentProcess>,
+    started: Instant,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for name in AGENTS {
-        let address = start_agent(dir.path(), name, shutdown.child_token()).await?;
-        say(started, &format!("agent {name} listening on {address} (labels: etl, 4 slots)"));
+        let address = if fail_agent == Some(name) {
+            let process = AgentProcess::spawn(root, name).await?;
+            let (address, pid) = (process.address, process.pid);
+            *crashable = Some(process);
+            say(started, &format!("agent {name} listening on {address} (labels: etl, 4 slots; pid {pid}, crashable)"));
+            address
+        } else {
+            let address = start_agent(root, name, shutdown.child_token()).await?;
+            say(started, &format!("agent {name} listening on {address} (labels: etl, 4 slots)"));
+            address
+        };
         agents.push(StaticAgent { name: name.to_string(), address: address.to_string(), labels: None });
     }
-    let config = CoordinatorConfig { data_dir: dir.path().join("coordinator"), agents, ..CoordinatorConfig::default() };
+    let config = CoordinatorConfig { data_dir: root.join("coordinator"), agents, ..CoordinatorConfig::default() };
     let coordinator = start(&config, shutdown.clone()).await.context("starting the coordinator")?;
     wait_until_up(&coordinator, started).await?;
     deploy(&coordinator, started).await?;
@@ -90,30 +120,41 @@ async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
     };
     let (id, _) = coordinator.executions.start(request).await.context("starting the parent package")?;
     say(started, &format!("execution {id} of package \"nightly-demo\" started"));
-    follow(&coordinator, &id, started).await?;
+    let crash = match crashable.as_ref() {
+        None => {
+            follow(&coordinator, &id, started, None).await?;
+            None
+        }
+        Some(agent) => {
+            let (region_started, trigger) = oneshot::channel();
+            let (followed, crashed) = tokio::join!(
+                follow(&coordinator, &id, started, Some(region_started)),
+                crash_mid_run(&coordinator, &id, agent, trigger, started),
+            );
+            followed?;
+            Some((agent.name.clone(), crashed))
+        }
+    };
     coordinator.executions.wait_finished(&id).await;
     let report = wait_for_children(&coordinator, &id).await?;
     print!("{}", report.to_text());
     let _ = std::io::stdout().flush();
-    check(&report)
+    match crash {
+        None => check(&report),
+        Some((name, crashed)) => {
+            let states: Vec<String> =
+                coordinator.registry.agents().iter().map(|a| format!("{} {}", a.name, a.state)).collect();
+            eprintln!("\nagents now: {}", states.join(", "));
+            let state = coordinator.registry.agent(&name).map(|a| a.state);
+            check_failover(&report, &name, state, crashed)
+        }
+    }
 }
 
 async fn start_agent(root: &std::path::Path, name: &str, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("binding an agent's port")?;
     let address = listener.local_addr()?;
-    let home = root.join(name);
-    let config = AgentConfig {
-        name: name.to_string(),
-        listen: address,
-        data_dir: home.join("data"),
-        jobs_dir: home.join("jobs"),
-        packages_dir: home.join("packages"),
-        labels: vec!["etl".to_string()],
-        slots: 4,
-        allow_fault_injection: true,
-        shutdown_grace: Duration::from_secs(2),
-        ..AgentConfig::default()
-    };
+    let config = agent_config(name, address, &root.join(name), vec!["etl".to_string()], 4);
     let agent = name.to_string();
     tokio::spawn(async move {
         if let Err(e) = switchyard_agent::serve(listener, config, shutdown).await {
@@ -161,8 +202,14 @@ async fn deploy(coordinator: &Coordinator, started: Instant) -> anyhow::Result<(
     Ok(())
 }
 
-/// Prints the execution's events as they are stored, until the package ends.
-async fn follow(coordinator: &Coordinator, id: &str, started: Instant) -> anyhow::Result<()> {
+/// Prints the execution's events as they are stored, until the package ends; fires
+/// `region_started` when the first "Per region" iteration starts.
+async fn follow(
+    coordinator: &Coordinator,
+    id: &str,
+    started: Instant,
+    mut region_started: Option<oneshot::Sender<()>>,
+) -> anyhow::Result<()> {
     use switchyard_package::engine::EventKind;
     let mut live = coordinator.executions.subscribe(id);
     let mut last = 0;
@@ -184,6 +231,12 @@ async fn follow(coordinator: &Coordinator, id: &str, started: Instant) -> anyhow
                 _ => continue,
             };
             say(started, &line);
+            if matches!(e.kind, EventKind::TaskStarted { .. })
+                && e.path.starts_with(REGION_TASKS)
+                && let Some(region_started) = region_started.take()
+            {
+                let _ = region_started.send(());
+            }
         }
         match live.as_mut() {
             Some(feed) => {
@@ -217,6 +270,98 @@ async fn wait_for_children(coordinator: &Coordinator, id: &str) -> anyhow::Resul
 
 /// What "ran as designed" means for the demo package.
 fn check(report: &Report) -> anyhow::Result<()> {
+    let mut problems = package_problems(report);
+    let regions = report.children.iter().filter(|c| c.task.starts_with(REGION_TASKS)).count();
+    if regions != 4 {
+        problems.push(format!("expected 4 region children, found {regions}"));
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "\nthe demo ran as designed: the fire-and-forget child failed and the report shows it; waited children succeeded"
+        );
+        Ok(())
+    } else {
+        bail!(problems.join("; "))
+    }
+}
+
+/// What "ran as designed" means with `--fail-agent`: the package still succeeded, every region
+/// succeeded (on another agent where its child was lost), and the crashed agent shows down.
+fn check_failover(
+    report: &Report,
+    crashed: &str,
+    state: Option<AgentState>,
+    crash: anyhow::Result<CrashOutcome>,
+) -> anyhow::Result<()> {
+    let mut problems = package_problems(report);
+    let outcome = match crash {
+        Ok(outcome) if outcome.crashed => outcome,
+        Ok(_) => {
+            problems.push(format!("agent {crashed} was never crashed: the \"Per region\" loop did not start"));
+            CrashOutcome::default()
+        }
+        Err(e) => {
+            problems.push(format!("crashing agent {crashed}: {e:#}"));
+            CrashOutcome::default()
+        }
+    };
+    if state != Some(AgentState::Down) {
+        let shown = state.map_or("unknown", |s| s.as_str());
+        problems.push(format!("agent {crashed} shows {shown} instead of down"));
+    }
+    let region_tasks: Vec<&str> =
+        report.tasks.iter().map(|t| t.path.as_str()).filter(|p| p.starts_with(REGION_TASKS)).collect();
+    if region_tasks.len() != 4 {
+        problems.push(format!("expected 4 region iterations, found {}", region_tasks.len()));
+    }
+    for task in &region_tasks {
+        let result = report.tasks.iter().find(|t| t.path == *task).map(|t| t.result);
+        let succeeded = report.children.iter().any(|c| c.task == *task && c.status == ChildStatus::Succeeded);
+        if result != Some(TaskResult::Success) || !succeeded {
+            problems.push(format!("region iteration \"{task}\" ended {result:?} without a child that succeeded"));
+        }
+    }
+    let on_crashed: Vec<_> = report.children.iter().filter(|c| c.agent.as_deref() == Some(crashed)).collect();
+    for child in on_crashed.iter().filter(|c| c.status == ChildStatus::Running) {
+        problems.push(format!("the child of \"{}\" on crashed agent {crashed} still shows running", child.task));
+    }
+    let lost: Vec<&str> =
+        on_crashed.iter().filter(|c| c.status == ChildStatus::Lost).map(|c| c.task.as_str()).collect();
+    for task in &lost {
+        let elsewhere = report
+            .children
+            .iter()
+            .any(|c| c.task == *task && c.status == ChildStatus::Succeeded && c.agent.as_deref() != Some(crashed));
+        if !elsewhere {
+            problems.push(format!("the lost child of \"{task}\" did not succeed on another agent"));
+        }
+    }
+    let finished_first = on_crashed
+        .iter()
+        .filter(|c| c.run_id.as_ref().is_some_and(|r| outcome.running_then.contains(r)))
+        .filter(|c| c.status != ChildStatus::Lost)
+        .count();
+    if !problems.is_empty() {
+        bail!(problems.join("; "));
+    }
+    let what = match (lost.as_slice(), finished_first) {
+        ([], 0) => "it ran no region child when it crashed (placement is by load), so no child was lost; \
+                    try another agent to see a child lost and retried"
+            .to_string(),
+        ([], _) => "its region child finished just before the crash landed, so no child was lost".to_string(),
+        (tasks, _) => {
+            format!("the child(ren) it ran for {} were lost and succeeded on another agent", tasks.join(", "))
+        }
+    };
+    eprintln!(
+        "\nthe demo ran as designed: agent {crashed} crashed mid-run and was declared down; {what}; every region \
+         succeeded and the package succeeded; the fire-and-forget child failed and the report shows it"
+    );
+    Ok(())
+}
+
+/// The checks both forms of the demo share: the package's tasks and its fire-and-forget child.
+fn package_problems(report: &Report) -> Vec<String> {
     let result = |path: &str| report.tasks.iter().find(|t| t.path == path).map(|t| t.result);
     let mut problems = Vec::new();
     if report.execution.status != ExecutionStatus::Succeeded {
@@ -234,20 +379,10 @@ fn check(report: &Report) -> anyhow::Result<()> {
     if refresh.map(|c| c.status) != Some(ChildStatus::Failed) {
         problems.push("the fire-and-forget child of \"Refresh cache\" should show as failed".into());
     }
-    let regions = report.children.iter().filter(|c| c.task.starts_with("Per region[")).count();
-    if regions != 4 {
-        problems.push(format!("expected 4 region children, found {regions}"));
-    }
-    if problems.is_empty() {
-        eprintln!(
-            "\nthe demo ran as designed: the fire-and-forget child failed and the report shows it; waited children succeeded"
-        );
-        Ok(())
-    } else {
-        bail!(problems.join("; "))
-    }
+    problems
 }
 
-fn say(started: Instant, line: &str) {
+/// One progress line on stderr, stamped with the time since the demo started.
+pub(super) fn say(started: Instant, line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "[{:>8.3}s] {line}", started.elapsed().as_secs_f64());
 }

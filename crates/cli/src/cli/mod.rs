@@ -3,6 +3,7 @@
 mod agent;
 mod coordinator;
 mod demo;
+mod demo_agent;
 mod local_agents;
 mod progress;
 mod run;
@@ -84,6 +85,9 @@ pub enum Command {
     Deploy(coordinator::deploy::DeployArgs),
     /// Make an agent crash, hang, refuse or slow down, for tests and drills.
     Chaos(coordinator::chaos::ChaosArgs),
+    /// One demo agent in its own process, which `switchyard demo --fail-agent` starts to crash.
+    #[command(name = demo_agent::SUBCOMMAND, hide = true)]
+    DemoAgent(demo_agent::DemoAgentArgs),
     /// Commands the contract defines that later work brings.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -110,6 +114,7 @@ pub async fn dispatch(args: Args) -> u8 {
         Command::Drain(drain) => coordinator::drain::run(drain).await,
         Command::Deploy(deploy) => coordinator::deploy::run(deploy).await,
         Command::Chaos(chaos) => coordinator::chaos::run(chaos).await,
+        Command::DemoAgent(agent) => demo_agent::run(agent).await,
         Command::Other(words) => {
             let name = words.first().map(String::as_str).unwrap_or_default();
             if LATER_COMMANDS.contains(&name) {

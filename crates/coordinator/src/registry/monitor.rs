@@ -83,8 +83,12 @@ impl Monitor {
     pub(super) async fn run(self) {
         let mut wait_first = false;
         let mut last_open: Option<Instant> = None;
+        // A probe that failed on the connection that just broke is repeated at once (once): the
+        // retry dials anew, so a crashed agent is refused in milliseconds, not a heartbeat later.
+        let mut redial_now = false;
+        let mut last_redial = false;
         loop {
-            if wait_first {
+            if wait_first && !std::mem::take(&mut redial_now) {
                 tokio::select! {
                     _ = self.stop.cancelled() => return,
                     _ = tokio::time::sleep(self.settings.heartbeat_interval) => {}
@@ -103,11 +107,19 @@ impl Monitor {
             match answered {
                 Ok(true) => {}
                 Ok(false) => return,
-                Err(failure) => match self.failed(failure) {
-                    Some(_) => continue,
-                    None => return,
-                },
+                Err(failure) => {
+                    let stale_connection =
+                        matches!(&failure, Failure::Unanswered(reason) if is_stale_connection(reason));
+                    match self.failed(failure) {
+                        Some(down) => {
+                            redial_now = stale_connection && !down && !std::mem::replace(&mut last_redial, true);
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
             }
+            last_redial = false;
             // A stream that keeps breaking right after it opens is reopened once a heartbeat at most.
             if let Some(opened) = last_open {
                 let next = tokio::time::Instant::from_std(opened + self.settings.heartbeat_interval);
@@ -332,6 +344,15 @@ fn get_load(
         };
         (sent, answer)
     }
+}
+
+/// True for failures of a connection that was already dead (reset, closed, canceled by the
+/// transport) rather than of the agent: the next call dials anew.
+fn is_stale_connection(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    ["connection reset", "connection closed", "broken pipe", "operation was canceled", "connection error"]
+        .iter()
+        .any(|needle| reason.contains(needle))
 }
 
 fn classify(call: &str, status: &Status) -> Failure {
