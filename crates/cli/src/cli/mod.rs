@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch to each command.
 
+mod address;
 mod agent;
 mod coordinator;
 mod demo;

@@ -26,35 +26,8 @@ pub struct AgentAddress {
 impl AgentAddress {
     /// Parses `host:port`, `http://host:port` or `https://host:port` (the default scheme is http).
     pub fn parse(given: &str) -> Result<Self, Failure> {
-        let bad =
-            |why: &str| Failure::usage(format!("agent address \"{given}\" {why}; use host:port or http://host:port"));
-        let (scheme, rest) = match given.split_once("://") {
-            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("http".to_string(), given),
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(bad(&format!("has the scheme \"{scheme}\", which is neither http nor https")));
-        }
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains('/') {
-            return Err(bad("has a path"));
-        }
-        let Some((host, port)) = authority.rsplit_once(':') else {
-            return Err(bad("has no port"));
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(bad("has no host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad(&format!("has the port \"{port}\", which is not 1 to 65535"))),
-        }
-        if scheme == "https" {
-            return Err(Failure::usage(format!(
-                "agent address \"{given}\": https is not supported yet (this build has no TLS); use http://{authority}"
-            )));
-        }
-        Ok(Self { given: given.to_string(), uri: format!("{scheme}://{authority}") })
+        let (given, uri) = crate::cli::address::parse(given, "agent address").map_err(Failure::usage)?;
+        Ok(Self { given, uri })
     }
 }
 

@@ -41,35 +41,8 @@ impl Address {
     /// Parses `host:port`, `http://host:port` or `https://host:port` (the default scheme is
     /// http); `what` names the address in messages ("coordinator address").
     pub fn parse(given: &str, what: &str) -> Result<Self, Failure> {
-        let bad = |why: &str| Failure::usage(format!("{what} \"{given}\" {why}; use host:port or http://host:port"));
-        let trimmed = given.trim();
-        let (scheme, rest) = match trimmed.split_once("://") {
-            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("http".to_string(), trimmed),
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(bad(&format!("has the scheme \"{scheme}\", which is neither http nor https")));
-        }
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains('/') {
-            return Err(bad("has a path"));
-        }
-        let Some((host, port)) = authority.rsplit_once(':') else {
-            return Err(bad("has no port"));
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(bad("has no host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad(&format!("has the port \"{port}\", which is not 1 to 65535"))),
-        }
-        if scheme == "https" {
-            return Err(Failure::usage(format!(
-                "{what} \"{given}\": https is not supported yet (this build has no TLS); use http://{authority}"
-            )));
-        }
-        Ok(Self { given: trimmed.to_string(), uri: format!("{scheme}://{authority}") })
+        let (given, uri) = crate::cli::address::parse(given, what).map_err(Failure::usage)?;
+        Ok(Self { given, uri })
     }
 }
 
