@@ -1,66 +1,23 @@
 //! Conversions between wire types (switchyard_proto) and the agent's domain records. Wire
 //! types stop at the gRPC handler.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
+use chrono::{Datelike, Timelike};
 use switchyard_package::expr::Map;
 use switchyard_proto as pb;
 
 use crate::model::{EventKind, HistoryRecord, HistoryStatus, OutboxEvent, RunRecord, RunStatus};
 
 /// A protobuf Struct as a parameter map.
-pub fn map_from_struct(s: Option<Struct>) -> Map {
-    s.map(|s| s.fields.into_iter().map(|(k, v)| (k, json_from_value(v))).collect()).unwrap_or_default()
+pub fn map_from_struct(s: Option<prost_types::Struct>) -> Map {
+    switchyard_proto::convert::params_from_struct(s)
 }
 
 /// A parameter map as a protobuf Struct.
-pub fn struct_from_map(map: &Map) -> Struct {
-    Struct { fields: map.iter().map(|(k, v)| (k.clone(), value_from_json(v))).collect() }
+pub fn struct_from_map(map: &Map) -> prost_types::Struct {
+    switchyard_proto::convert::struct_from_params(map)
 }
 
-fn json_from_value(v: Value) -> serde_json::Value {
-    match v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
-        Some(Kind::NumberValue(n)) => {
-            // JSON numbers travel as doubles; whole ones come back as integers.
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                serde_json::Value::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, serde_json::Value::Number)
-            }
-        }
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.into_iter().map(json_from_value).collect()),
-        Some(Kind::StructValue(s)) => {
-            serde_json::Value::Object(s.fields.into_iter().map(|(k, v)| (k, json_from_value(v))).collect())
-        }
-    }
-}
-
-fn value_from_json(v: &serde_json::Value) -> Value {
-    let kind = match v {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(value_from_json).collect() }),
-        serde_json::Value::Object(o) => {
-            Kind::StructValue(Struct { fields: o.iter().map(|(k, v)| (k.clone(), value_from_json(v))).collect() })
-        }
-    };
-    Value { kind: Some(kind) }
-}
-
-/// A UTC time as a protobuf Timestamp.
-pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
-}
-
-/// A protobuf Timestamp as a UTC time.
-pub fn from_timestamp(ts: &Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
-}
+pub use switchyard_proto::convert::{from_timestamp, timestamp};
 
 /// The wire run status.
 pub fn run_status(status: RunStatus) -> pb::RunStatus {
@@ -168,6 +125,7 @@ pub fn history_row(h: &HistoryRecord, server: &str) -> pb::HistoryRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     #[test]
     fn params_survive_a_round_trip_with_integers_kept_whole() {
