@@ -340,14 +340,6 @@ fn validate_exits_4_for_a_missing_file() {
     assert!(out.stderr.contains("not found"), "{out}");
 }
 
-#[test]
-fn demo_is_refused_as_not_supported_yet() {
-    let out = switchyard(["demo"]);
-    assert!(out.code.is_some_and(|code| code != 0), "{out}");
-    assert!(out.stderr.contains("not supported yet"), "{out}");
-    assert!(out.stderr.contains("demo"), "{out}");
-}
-
 /// The summary row of `task`: the line whose first column is exactly its name.
 fn table_row<'a>(summary: &'a str, task: &str) -> Option<&'a str> {
     summary.lines().find(|line| line.split("  ").next().map(str::trim_end) == Some(task))
@@ -371,7 +363,7 @@ fn assert_located(text: &str, file: &str, line: u32, mentions: &str) {
 
 /// Parses `stdout` as exactly one JSON object, with nothing else but whitespace around it.
 #[track_caller]
-fn single_json_object(stdout: &str) -> Value {
+pub(crate) fn single_json_object(stdout: &str) -> Value {
     let values: Vec<Value> = serde_json::Deserializer::from_str(stdout)
         .into_iter::<Value>()
         .collect::<Result<_, _>>()
@@ -385,7 +377,7 @@ fn single_json_object(stdout: &str) -> Value {
 
 /// The task record of the report with this path.
 #[track_caller]
-fn task<'a>(report: &'a Value, path: &str) -> &'a Value {
+pub(crate) fn task<'a>(report: &'a Value, path: &str) -> &'a Value {
     report["tasks"]
         .as_array()
         .and_then(|tasks| tasks.iter().find(|t| t["path"] == path))
@@ -394,7 +386,7 @@ fn task<'a>(report: &'a Value, path: &str) -> &'a Value {
 
 /// Parses an RFC 3339 timestamp, failing the test when it is not one.
 #[track_caller]
-fn rfc3339(value: &Value) -> DateTime<FixedOffset> {
+pub(crate) fn rfc3339(value: &Value) -> DateTime<FixedOffset> {
     let text = value.as_str().unwrap_or_else(|| panic!("a timestamp must be a string, not {value}"));
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
 }

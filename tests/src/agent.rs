@@ -42,10 +42,12 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("kill_grace", "\"1s\""),
 ];
 
-/// An agent about to be started: its settings, job files, package files and flags.
+/// An agent about to be started: its folder, settings, job files, package files and flags.
 #[derive(Debug)]
 pub struct AgentSetup<'w> {
     workspace: &'w Workspace,
+    /// The agent's folder, relative to the workspace.
+    folder: PathBuf,
     settings: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -53,13 +55,13 @@ pub struct AgentSetup<'w> {
 impl AgentSetup<'_> {
     /// Writes a job file into the agent's jobs_dir (read when the agent starts).
     pub fn job(self, file: &str, definition: &str) -> Self {
-        self.workspace.write(Path::new(AGENT_FOLDER).join("jobs").join(file), definition);
+        self.workspace.write(self.folder.join("jobs").join(file), definition);
         self
     }
 
     /// Writes a package file into the agent's packages_dir.
     pub fn package(self, file: &str, text: &str) -> Self {
-        self.workspace.write(Path::new(AGENT_FOLDER).join("packages").join(file), text);
+        self.workspace.write(self.folder.join("packages").join(file), text);
         self
     }
 
@@ -79,13 +81,13 @@ impl AgentSetup<'_> {
 
     /// Writes agent.toml, starts the agent and waits until it listens.
     pub async fn start(self) -> AgentProcess {
-        let folder = self.workspace.path(AGENT_FOLDER);
+        let folder = self.workspace.path(&self.folder);
         for sub in ["jobs", "packages"] {
             let dir = folder.join(sub);
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         }
         let text: String = self.settings.iter().map(|(key, value)| format!("{key} = {value}\n")).collect();
-        let config = self.workspace.write(Path::new(AGENT_FOLDER).join("agent.toml"), &text);
+        let config = self.workspace.write(self.folder.join("agent.toml"), &text);
         let (process, address) = launch(&folder, &config, &self.args).await;
         AgentProcess { folder, config, args: self.args, process: Some(process), address }
     }
@@ -106,7 +108,14 @@ impl AgentProcess {
     /// An agent whose folder lives in `workspace`, with the harness's default settings.
     pub fn setup(workspace: &Workspace) -> AgentSetup<'_> {
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        AgentSetup { workspace, settings, args: Vec::new() }
+        AgentSetup { workspace, folder: PathBuf::from(AGENT_FOLDER), settings, args: Vec::new() }
+    }
+
+    /// An agent named `name` (in agent.toml) whose folder is `WORKSPACE/NAME`, so several agents
+    /// can share one workspace; otherwise the harness's default settings.
+    pub fn setup_named<'w>(workspace: &'w Workspace, name: &str) -> AgentSetup<'w> {
+        let setup = Self::setup(workspace).setting("name", &format!("{name:?}"));
+        AgentSetup { folder: PathBuf::from(name), ..setup }
     }
 
     /// The address it listens on (a new one after each restart).
@@ -246,7 +255,7 @@ fn bound_address(stderr: &str) -> Option<SocketAddr> {
 }
 
 /// Runs blocking `work` off the async worker threads; a panic in it continues in the caller.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -4,9 +4,9 @@
 //! Nothing here sleeps to wait for something: [`eventually`] (and [`eventually_async`]) polls
 //! under a deadline, and every process is killed when it outlives [`COMMAND_DEADLINE`], so a hung
 //! binary fails a test instead of hanging CI. [`AgentProcess`] runs a real `switchyard-agent`
-//! for tests that talk to it over gRPC.
+//! and [`CoordinatorProcess`] a real `switchyard serve` for tests that talk to them over gRPC.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,8 +21,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod agent;
+mod coordinator;
 
 pub use agent::{AGENT_START_DEADLINE, AgentProcess, AgentSetup};
+pub use coordinator::{COORDINATOR_START_DEADLINE, CoordinatorProcess, CoordinatorSetup};
 
 /// How long one command may run before it is killed and the test fails.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
@@ -144,6 +146,16 @@ where
     S: AsRef<OsStr>,
 {
     spawn_switchyard(args).wait(COMMAND_DEADLINE)
+}
+
+/// Runs `switchyard ARGS` as [`switchyard`] does, off the async worker threads, for async tests.
+pub async fn switchyard_async<I, S>(args: I) -> CommandOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    agent::blocking(move || switchyard(args)).await
 }
 
 /// A `switchyard ARGS` command run from the workspace root, for callers that change more.

@@ -1,0 +1,88 @@
+//! The coordinator commands of DESIGN.md §5 end to end: `deploy` pushes a job and its packages
+//! to a pool through a real coordinator, and `demo` runs everything in one process as designed.
+
+use std::time::Duration;
+
+use switchyard_proto::ListJobsRequest;
+use switchyard_tests::{Workspace, spawn_switchyard, switchyard_async};
+
+use crate::coordinator::{AGENTS, Cluster, only_child, text};
+use crate::run_cli::task;
+
+/// How long the whole demo may take.
+const DEMO_DEADLINE: Duration = Duration::from_secs(60);
+
+const GREET_JOB: &str = r#"name = "greet"
+
+[[steps]]
+name = "greet"
+package = "greet.toml"
+"#;
+
+/// The job's package: it checks the parameter the parent passes.
+const GREET_PACKAGE: &str = r#"[package]
+name = "greet"
+
+[parameters]
+greeting = "hello"
+
+[[tasks]]
+name = "Check greeting"
+kind = "process"
+command = ["test", "{{ params.greeting }}", "=", "hi from the parent"]
+"#;
+
+const GREET_PARENT: &str = r#"[package]
+name = "greet-parent"
+
+[[tasks]]
+name = "Greet"
+kind = "agent_job"
+pool = "etl"
+job = "greet"
+params = { greeting = "hi from the parent" }
+wait = true
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_pushes_a_job_that_then_runs() {
+    let cluster = Cluster::setup(Workspace::new()).start().await;
+    let job_file = cluster.package("release/jobs/greet.toml", GREET_JOB);
+    cluster.package("release/packages/greet.toml", GREET_PACKAGE);
+    let job = job_file.to_string_lossy().into_owned();
+
+    let deployed =
+        switchyard_async(["deploy", "--pool", "etl", job.as_str(), "--coordinator", &cluster.address()]).await;
+
+    deployed.assert_exit(0);
+    for name in AGENTS {
+        let ok = format!("{name}: ok");
+        assert!(deployed.stdout.lines().any(|l| l.starts_with(&ok)), "no `{ok}` line\n{deployed}");
+        let jobs = cluster.agent_client(name).await.list_jobs(ListJobsRequest {}).await.expect("ListJobs");
+        let jobs = jobs.into_inner().jobs;
+        assert!(jobs.iter().any(|j| j.name == "greet"), "{name} lacks the deployed job: {jobs:?}");
+    }
+    let package = cluster.package("parent.toml", GREET_PARENT);
+    let ran = cluster.run_expecting(&package, 0).await;
+    assert_eq!(ran["status"], "succeeded", "{ran:#}");
+    assert_eq!(task(&ran, "Greet")["result"], "success", "{ran:#}");
+    let child = only_child(&ran, "Greet");
+    assert_eq!((child["job"].as_str(), child["status"].as_str()), (Some("greet"), Some("succeeded")), "{ran:#}");
+    assert!(AGENTS.contains(&text(&child["agent"])), "{ran:#}");
+    // DESIGN.md §7 and §9: a child row names the child package the job ran.
+    assert_eq!(child["package"], "greet.toml", "the child row names the package the job ran: {ran:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_as_designed() {
+    let demo = tokio::task::spawn_blocking(|| spawn_switchyard(["demo"]).wait(DEMO_DEADLINE)).await;
+    let out = demo.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+
+    out.assert_exit(0);
+    let (_, children) = out.stdout.split_once("Child Packages").unwrap_or_else(|| panic!("no Child Packages\n{out}"));
+    assert!(out.stdout.contains("Execution Overview"), "{out}");
+    let failed = children.lines().find(|l| l.split_whitespace().any(|w| w == "failed"));
+    let failed = failed.unwrap_or_else(|| panic!("no failed child in the Child Packages section\n{out}"));
+    assert!(failed.contains("refresh_cache"), "the fire-and-forget child is the one that failed: {failed}\n{out}");
+    assert!(out.stderr.contains("ran as designed"), "{out}");
+}
