@@ -10,7 +10,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use switchyard_proto::ListAgentsRequest;
-use switchyard_tests::{AgentProcess, CommandOutput, CoordinatorProcess, Workspace, eventually_async, switchyard_async};
+use switchyard_tests::{
+    AgentProcess, CommandOutput, CoordinatorProcess, Workspace, eventually_async, switchyard_async,
+};
 
 use crate::agent::WAIT;
 use crate::coordinator::Cluster;
@@ -186,4 +188,27 @@ pub(crate) fn signal_agent(agent: &AgentProcess, signal: Signal) {
 #[track_caller]
 pub(crate) fn number(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("{value} is not a non-negative integer"))
+}
+
+/// Polls `switchyard report ID --json` of an ended execution until no child shows `running`
+/// (child rows are written behind the execution); returns that report.
+pub(crate) async fn settled_report(cluster: &Cluster, execution_id: &str) -> Value {
+    let what = format!("the report of execution {execution_id} to show every child's outcome");
+    let last = std::sync::Mutex::new(Value::Null);
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let report = cluster.report_json(execution_id).await;
+            let children = report["children"].as_array().unwrap_or_else(|| panic!("no children list:\n{report:#}"));
+            if children.iter().all(|c| c["status"] != "running") {
+                return report;
+            }
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = report;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        let last = last.lock().unwrap_or_else(|p| p.into_inner());
+        panic!("timed out after {WAIT:?} waiting for {what}; the last report:\n{last:#}")
+    })
 }

@@ -16,7 +16,7 @@ use switchyard_tests::{Workspace, eventually_async, process_is_gone};
 use crate::agent::{WAIT, history, open_gate, quick_job, row_status, wait_for_status};
 use crate::coordinator::{Cluster, children_of, text};
 use crate::failures::{
-    FailureClusterSetup, Placements, drain, number, script_job, signal_agent, wait_for_agent_state,
+    FailureClusterSetup, Placements, drain, number, script_job, settled_report, signal_agent, wait_for_agent_state,
 };
 use crate::run_cli::task;
 
@@ -32,7 +32,7 @@ const ITEMS: usize = 6;
 /// and succeeds.
 fn failover_job(pids_dir: &Path, gate: &Path) -> String {
     let script = format!(
-        "sleep 120 >/dev/null 2>&1 & echo \"$$ $! $PPID\" > '{pids}/$$.tmp' && mv '{pids}/$$.tmp' '{pids}/$$'; \
+        "sleep 120 >/dev/null 2>&1 & echo \"$$ $! $PPID\" > '{pids}'/$$.tmp && mv '{pids}'/$$.tmp '{pids}'/$$; \
          while [ ! -f '{gate}' ]; do sleep 0.05; done; kill $! 2>/dev/null; exit 0",
         pids = pids_dir.display(),
         gate = gate.display()
@@ -145,7 +145,7 @@ async fn kill_9_of_an_agent_mid_run_fails_over_and_every_waited_task_succeeds() 
     }
     open_gate(&gate);
     let ended = cluster.wait_for_end(&execution_id).await;
-    let report = cluster.report_json(&execution_id).await;
+    let report = settled_report(&cluster, &execution_id).await;
 
     assert_eq!(ended.status, "succeeded", "{ended:?}\n{report:#}");
     assert_eq!(report["status"], "succeeded", "{report:#}");

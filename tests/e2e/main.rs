@@ -10,4 +10,8 @@ mod coordinator_cli;
 mod coordinator_failures;
 mod coordinator_outcomes;
 mod coordinator_placement;
+mod failures;
+mod failures_failover;
+mod failures_restarts;
+mod failures_starts;
 mod run_cli;

@@ -67,11 +67,15 @@ struct Inner {
     live: Mutex<HashMap<String, Live>>,
     requests: tokio::sync::Mutex<()>,
     children: Mutex<HashMap<String, Vec<RunningChild>>>,
+    /// Child records, written in the order the launcher reports them.
+    child_writes: mpsc::UnboundedSender<Write>,
 }
 
 impl Executions {
     /// Executions stored in `store`, placing agent jobs through `registry`.
     pub fn new(store: Store, registry: Registry, data_dir: PathBuf, start_timeout: std::time::Duration) -> Self {
+        let (child_writes, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_in_order(store.clone(), queued));
         let executions = Self {
             inner: Arc::new(Inner {
                 store,
@@ -81,6 +85,7 @@ impl Executions {
                 live: Mutex::new(HashMap::new()),
                 requests: tokio::sync::Mutex::new(()),
                 children: Mutex::new(HashMap::new()),
+                child_writes,
             }),
         };
         tokio::spawn(executions.clone().record_outcomes());
@@ -98,9 +103,39 @@ impl Executions {
         let open =
             self.inner.store.executions_with_status(&[ExecutionStatus::Running, ExecutionStatus::Created]).await?;
         for mut execution in open.iter().cloned() {
+            let ended = Utc::now();
             execution.status = ExecutionStatus::EndedUnexpectedly;
-            execution.ended_at = Some(Utc::now());
-            self.inner.store.write(vec![Write::UpdateExecution(execution)]).await?;
+            execution.ended_at = Some(ended);
+            execution.duration_ms = Some((ended - execution.started_at).num_milliseconds().max(0) as u64);
+            // Task results are written when an execution ends; rebuild them from its events.
+            let events: Vec<_> = self
+                .inner
+                .store
+                .events_after(&execution.execution_id, 0, 0)
+                .await?
+                .into_iter()
+                .map(|stored| stored.event)
+                .collect();
+            let file =
+                self.inner.data_dir.join("executions").join(&execution.execution_id).join(&execution.package_file);
+            let package = load_package(&file).ok().map(|loaded| loaded.package);
+            let mut tasks = crate::replay::task_records(&events, package.as_deref());
+            // Events do not name agents; the children recorded for each task do.
+            let children = self.inner.store.children(&execution.execution_id).await?;
+            for task in &mut tasks {
+                task.agent = children
+                    .iter()
+                    .rev()
+                    .find(|c| c.task_path == task.path && !c.agent.is_empty())
+                    .map(|c| c.agent.clone());
+            }
+            self.inner
+                .store
+                .write(vec![
+                    Write::PutTasks { execution_id: execution.execution_id.clone(), tasks },
+                    Write::UpdateExecution(execution),
+                ])
+                .await?;
         }
         Ok(open.len())
     }
@@ -255,12 +290,7 @@ impl Executions {
             message: String::new(),
             package: update.child.package,
         };
-        let store = self.inner.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.write(vec![Write::UpsertChild(record)]).await {
-                tracing::warn!(error = %e, "cannot record a child run");
-            }
-        });
+        let _ = self.inner.child_writes.send(Write::UpsertChild(record));
     }
 
     /// Records the outcome of every child run the agents report (fire-and-forget children too).
@@ -295,13 +325,21 @@ impl Executions {
                     list.retain(|c| c.run_id != outcome.run_id);
                 }
             }
-            let write = Write::UpdateChildStatus {
+            // A full record: the outcome may arrive before the start was recorded.
+            let write = Write::UpsertChild(ChildRunRecord {
+                execution_id: outcome.execution_id.clone(),
+                task_path: outcome.task_path.clone(),
+                attempt: outcome.attempt,
                 agent: outcome.agent.clone(),
+                job: outcome.job.clone(),
                 run_id: outcome.run_id.clone(),
+                idempotency_key: outcome.idempotency_key.clone(),
                 status,
+                started_at: Utc::now(),
                 duration_ms: Some(outcome.duration_ms),
                 message: outcome.message.clone(),
-            };
+                package: None,
+            });
             // The cursor is stored with the outcome it covers: a restarted coordinator resumes
             // the agent's stream after it and loses no outcome.
             let cursor = Write::SetAgentCursor {
@@ -474,6 +512,16 @@ async fn store_events(
         }
         for event in stored {
             let _ = live.send(event);
+        }
+    }
+}
+
+/// Writes queued records one batch at a time, in the order they were queued.
+async fn write_in_order(store: Store, mut queued: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = store.write(std::mem::take(&mut batch)).await {
+            tracing::warn!(error = %e, "cannot record child runs");
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod executions;
 pub mod launcher;
 pub mod placement;
 pub mod registry;
+pub mod replay;
 pub mod report;
 pub mod server;
 pub mod service;

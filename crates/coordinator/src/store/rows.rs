@@ -85,14 +85,22 @@ pub(super) fn replace_tasks(connection: &Connection, execution_id: &str, tasks: 
     Ok(())
 }
 
-/// Stores a child run, replacing the one with the same agent and run id.
+/// Records a child. Updates arrive from several places in no fixed order, so an update never
+/// takes a child back to `running` from an outcome, a superseded child stays superseded, and
+/// what an update leaves empty (package, duration, message) keeps its earlier value.
 pub(super) fn upsert_child(connection: &Connection, child: &ChildRunRecord) -> rusqlite::Result<()> {
     let sql = "INSERT INTO children (execution_id, task_path, attempt, agent, job, run_id, idempotency_key, status, \
         started_at, duration_ms, message, package) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
         ON CONFLICT (agent, run_id) DO UPDATE SET execution_id = excluded.execution_id, \
         task_path = excluded.task_path, attempt = excluded.attempt, job = excluded.job, \
-        idempotency_key = excluded.idempotency_key, status = excluded.status, started_at = excluded.started_at, \
-        duration_ms = excluded.duration_ms, message = excluded.message, package = excluded.package";
+        idempotency_key = excluded.idempotency_key, \
+        status = CASE WHEN children.status = 'superseded' THEN children.status \
+            WHEN excluded.status = 'running' AND children.status <> 'running' THEN children.status \
+            ELSE excluded.status END, \
+        started_at = children.started_at, \
+        duration_ms = COALESCE(excluded.duration_ms, children.duration_ms), \
+        message = CASE WHEN excluded.message = '' THEN children.message ELSE excluded.message END, \
+        package = COALESCE(excluded.package, children.package)";
     connection.prepare_cached(sql)?.execute(params![
         child.execution_id,
         child.task_path,
