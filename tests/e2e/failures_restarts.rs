@@ -167,3 +167,63 @@ async fn an_agent_restarted_with_a_wiped_data_dir_is_picked_up_under_its_new_inc
     let code = wiped.as_ref().map_err(tonic::Status::code).err();
     assert_eq!(code, Some(Code::NotFound), "the wiped data dir held the earlier run: {wiped:?}");
 }
+
+/// Two waited children on the same agent, one with on_parent_end = "abandon".
+fn orphan_package() -> String {
+    r#"[package]
+name = "orphans"
+
+[[tasks]]
+name = "Canceled with its parent"
+kind = "agent_job"
+agent = "server-a"
+job = "cancel_me"
+wait = true
+
+[[tasks]]
+name = "Left alone"
+kind = "agent_job"
+agent = "server-a"
+job = "leave_me"
+wait = true
+on_parent_end = "abandon"
+"#
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_of_an_execution_that_ended_unexpectedly_follow_on_parent_end() {
+    let ws = Workspace::new();
+    let (cancel_gate, leave_gate) = (ws.path("CANCEL_GO"), ws.path("LEAVE_GO"));
+    let mut cluster = FailureClusterSetup::new(ws)
+        .agent("server-a", &["etl"], 4)
+        .job("cancel_me.toml", &gated_job("cancel_me", &cancel_gate, ""))
+        .job("leave_me.toml", &gated_job("leave_me", &leave_gate, ""))
+        .start()
+        .await;
+    let package = cluster.package("orphans.toml", &orphan_package());
+    let execution_id = cluster.detach(&package).await;
+    let canceled = cluster.wait_for_child(&execution_id, "Canceled with its parent", "running").await;
+    let abandoned = cluster.wait_for_child(&execution_id, "Left alone", "running").await;
+
+    let killed = cluster.coordinator.kill9().await;
+    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    cluster.coordinator.restart().await;
+    cluster.client = cluster.coordinator.client().await;
+    let execution = cluster.wait_for_end(&execution_id).await;
+    assert_eq!(execution.status, "ended_unexpectedly", "{execution:?}");
+
+    // on_parent_end = "cancel" (the default): the restarted coordinator stops the child.
+    let agent = cluster.agent_client("server-a").await;
+    let run = wait_for_end(&agent, &canceled.run_id).await;
+    assert_eq!(run_status(&run), RunStatus::Canceled, "{run:?}");
+    cluster.wait_for_child(&execution_id, "Canceled with its parent", "canceled").await;
+
+    // on_parent_end = "abandon": the child is left running, and its outcome still reaches the report.
+    let run = get_run(&mut agent.clone(), &abandoned.run_id).await;
+    assert_eq!(run_status(&run), RunStatus::Running, "an abandoned child keeps running: {run:?}");
+    open_gate(&leave_gate);
+    let run = wait_for_end(&agent, &abandoned.run_id).await;
+    assert_eq!(run_status(&run), RunStatus::Succeeded, "{run:?}");
+    cluster.wait_for_child(&execution_id, "Left alone", "succeeded").await;
+}

@@ -120,6 +120,7 @@ impl Executions {
                 self.inner.data_dir.join("executions").join(&execution.execution_id).join(&execution.package_file);
             let package = load_package(&file).ok().map(|loaded| loaded.package);
             let mut tasks = crate::replay::task_records(&events, package.as_deref());
+            self.stop_orphans(&execution.execution_id, package.as_deref()).await?;
             // Events do not name agents; the children recorded for each task do.
             let children = self.inner.store.children(&execution.execution_id).await?;
             for task in &mut tasks {
@@ -138,6 +139,32 @@ impl Executions {
                 .await?;
         }
         Ok(open.len())
+    }
+
+    /// Children still running for an execution that ended unexpectedly are stopped when their
+    /// task says on_parent_end = "cancel" (the default), as soon as their agent answers.
+    async fn stop_orphans(
+        &self,
+        execution_id: &str,
+        package: Option<&switchyard_package::Package>,
+    ) -> Result<(), Error> {
+        for child in self.inner.store.children(execution_id).await? {
+            if child.status != ChildStatus::Running || child.agent.is_empty() {
+                continue;
+            }
+            let on_parent_end = package
+                .and_then(|p| crate::replay::find_task(p, &child.task_path))
+                .and_then(|t| match &t.kind {
+                    switchyard_package::TaskKind::AgentJob(job) => Some(job.on_parent_end),
+                    _ => None,
+                })
+                .unwrap_or(OnParentEnd::Cancel);
+            if on_parent_end == OnParentEnd::Cancel {
+                tracing::info!(agent = %child.agent, run = %child.run_id, "stopping a child of an execution that ended unexpectedly");
+                self.inner.registry.stop_when_back(&child.agent, &child.run_id, StopReason::Canceled);
+            }
+        }
+        Ok(())
     }
 
     /// Starts an execution; a repeated request id answers with the one it started.

@@ -96,6 +96,19 @@ mod tests {
     }
 
     #[test]
+    fn report_paths_find_their_tasks_through_loop_iterations() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("p.toml");
+        let text = "[package]\nname = \"p\"\n[[tasks]]\nname = \"Loop[x]\"\nkind = \"foreach\"\nitems = [1]\n\
+            [[tasks.tasks]]\nname = \"Copy\"\nkind = \"sleep\"\nduration = \"1s\"\n";
+        std::fs::write(&file, text).expect("write");
+        let package = switchyard_package::load_package(&file).expect("loads").package;
+        assert_eq!(find_task(&package, "Loop[x][3]/Copy").map(|t| t.name.as_str()), Some("Copy"));
+        assert_eq!(find_task(&package, "Loop[x]").map(|t| t.name.as_str()), Some("Loop[x]"));
+        assert!(find_task(&package, "Nope/Copy").is_none());
+    }
+
+    #[test]
     fn finished_running_not_run_and_unseen_tasks_are_all_listed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("p.toml");
@@ -134,4 +147,24 @@ mod tests {
             ]
         );
     }
+}
+
+/// The task at a report path (`Loop[2]/Copy` finds the loop body's `Copy`).
+pub fn find_task<'a>(package: &'a Package, path: &str) -> Option<&'a Task> {
+    let mut tasks: &[Task] = &package.tasks;
+    let mut found = None;
+    for segment in path.split('/') {
+        let name = match segment.rfind('[') {
+            Some(at)
+                if segment.ends_with(']') && segment[at + 1..segment.len() - 1].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                &segment[..at]
+            }
+            _ => segment,
+        };
+        let task = tasks.iter().find(|t| t.name == name)?;
+        tasks = task.kind.children().unwrap_or(&[]);
+        found = Some(task);
+    }
+    found
 }
