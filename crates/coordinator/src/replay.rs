@@ -86,6 +86,26 @@ fn add_unseen(tasks: &[Task], prefix: &str, records: &mut IndexMap<String, TaskR
     }
 }
 
+/// The task at a report path (`Loop[2]/Copy` finds the loop body's `Copy`).
+pub fn find_task<'a>(package: &'a Package, path: &str) -> Option<&'a Task> {
+    let mut tasks: &[Task] = &package.tasks;
+    let mut found = None;
+    for segment in path.split('/') {
+        let name = match segment.rfind('[') {
+            Some(at)
+                if segment.ends_with(']') && segment[at + 1..segment.len() - 1].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                &segment[..at]
+            }
+            _ => segment,
+        };
+        let task = tasks.iter().find(|t| t.name == name)?;
+        tasks = task.kind.children().unwrap_or(&[]);
+        found = Some(task);
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,24 +167,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// The task at a report path (`Loop[2]/Copy` finds the loop body's `Copy`).
-pub fn find_task<'a>(package: &'a Package, path: &str) -> Option<&'a Task> {
-    let mut tasks: &[Task] = &package.tasks;
-    let mut found = None;
-    for segment in path.split('/') {
-        let name = match segment.rfind('[') {
-            Some(at)
-                if segment.ends_with(']') && segment[at + 1..segment.len() - 1].bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                &segment[..at]
-            }
-            _ => segment,
-        };
-        let task = tasks.iter().find(|t| t.name == name)?;
-        tasks = task.kind.children().unwrap_or(&[]);
-        found = Some(task);
-    }
-    found
 }
