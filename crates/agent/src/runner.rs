@@ -50,7 +50,8 @@ pub(crate) async fn execute(
     let clock = Instant::now();
     record.status = RunStatus::Running;
     record.started_at = Some(Utc::now());
-    runtime.set_progress(&record.run_id, RunStatus::Running, 0);
+    // Executing means a step runs: the first one starts right away.
+    runtime.set_progress(&record.run_id, RunStatus::Running, job.steps.first().map_or(0, |s| s.id));
     let started = event_for(&record, EventKind::Started, format!("job \"{}\" started", record.job));
     write(&runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
 

@@ -74,6 +74,8 @@ struct Inner {
 impl Executions {
     /// Executions stored in `store`, placing agent jobs through `registry`.
     pub fn new(store: Store, registry: Registry, data_dir: PathBuf, start_timeout: std::time::Duration) -> Self {
+        let registry_outcomes = registry.outcomes();
+        let registry_stops = registry.stopped();
         let (child_writes, queued) = mpsc::unbounded_channel();
         tokio::spawn(write_in_order(store.clone(), queued));
         let executions = Self {
@@ -88,8 +90,9 @@ impl Executions {
                 child_writes,
             }),
         };
-        tokio::spawn(executions.clone().record_outcomes());
-        tokio::spawn(executions.clone().record_stops());
+        // Subscribe now, before any agent's stream can deliver an outcome.
+        tokio::spawn(executions.clone().record_outcomes(registry_outcomes));
+        tokio::spawn(executions.clone().record_stops(registry_stops));
         executions
     }
 
@@ -321,8 +324,7 @@ impl Executions {
     }
 
     /// Records the outcome of every child run the agents report (fire-and-forget children too).
-    async fn record_outcomes(self) {
-        let mut outcomes = self.inner.registry.outcomes();
+    async fn record_outcomes(self, mut outcomes: broadcast::Receiver<crate::registry::RunOutcome>) {
         loop {
             let outcome = match outcomes.recv().await {
                 Ok(o) => o,
@@ -382,8 +384,7 @@ impl Executions {
 
     /// Records runs that reconciliation stopped on agents that came back: superseded attempts
     /// (which never change their task's state) and cancels delivered late.
-    async fn record_stops(self) {
-        let mut stopped = self.inner.registry.stopped();
+    async fn record_stops(self, mut stopped: broadcast::Receiver<crate::registry::Stopped>) {
         loop {
             let stop = match stopped.recv().await {
                 Ok(s) => s,

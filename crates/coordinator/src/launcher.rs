@@ -140,9 +140,29 @@ impl AgentJobs {
             _ => HashSet::new(),
         };
         let (agent, reservation, accepted) = loop {
+            let changed = self.registry.wait_changed();
             let (agent, reservation) = self.place(&task.target, &skipped, queue_deadline, &request.cancel).await?;
             match self.start(&agent, request, &key, attempt).await {
                 Ok(accepted) => break (agent, reservation, accepted),
+                Err(Refusal::Full(message)) => {
+                    // The registry's view of the agent's load was behind: the task stays pending
+                    // until capacity may have changed (or briefly), then places again.
+                    drop(reservation);
+                    tracing::debug!(%agent, %message, "agent full; the task stays pending");
+                    tokio::select! {
+                        _ = changed => {}
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = tokio::time::sleep_until(queue_deadline) => {
+                            return Err(AttemptEnd::Fatal(format!(
+                                "no free slot on {} within queue_timeout; the task was pending until it ran out: {message}",
+                                task.target
+                            )));
+                        }
+                        _ = request.cancel.cancelled() => {
+                            return Err(AttemptEnd::Canceled("canceled while pending for a slot".into()));
+                        }
+                    }
+                }
                 Err(Refusal::Skip(message)) => {
                     drop(reservation);
                     if matches!(task.target, AgentTarget::Agent(_)) {
@@ -321,7 +341,8 @@ impl AgentJobs {
                             status.message()
                         )));
                     }
-                    Code::FailedPrecondition | Code::ResourceExhausted | Code::NotFound => {
+                    Code::ResourceExhausted => return Err(Refusal::Full(status.message().to_string())),
+                    Code::FailedPrecondition | Code::NotFound => {
                         return Err(Refusal::Skip(status.message().to_string()));
                     }
                     _ => {
@@ -367,6 +388,8 @@ impl AgentJobs {
 enum Refusal {
     /// Try another agent of the pool (a fixed agent fails the attempt).
     Skip(String),
+    /// The agent has no free slot (or its job's queue is full): pending, not a failure.
+    Full(String),
     /// Stop trying.
     Fatal(String),
 }

@@ -55,12 +55,14 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
     let store = Store::open(&config.data_dir)?;
     let registry = Registry::new(registry_settings(config), shutdown);
     registry.resume_from(store.agent_cursors().await?);
+    // Executions follow the registry's outcomes from before the first agent is added, so no
+    // outcome replayed from an agent's outbox goes unrecorded.
+    let executions = Executions::new(store, registry.clone(), config.data_dir.clone(), config.start_timeout);
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
             .map_err(|e| ServeError::Agent(format!("\"{}\": {e}", agent.name)))?;
     }
-    let executions = Executions::new(store, registry.clone(), config.data_dir.clone(), config.start_timeout);
     let interrupted = executions.close_interrupted().await.map_err(|e| ServeError::Agent(e.to_string()))?;
     if interrupted > 0 {
         tracing::warn!(executions = interrupted, "marked executions of the previous process ended_unexpectedly");

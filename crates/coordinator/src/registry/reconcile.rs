@@ -71,9 +71,14 @@ pub(super) async fn reconcile(inner: &Inner, agent: &str, mut client: AgentClien
         });
         call.set_timeout(Duration::from_secs(5));
         match client.stop_job(call).await {
-            // Stopped, or it had already ended or is unknown there: either way it is settled.
             Ok(_) => {}
-            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {}
+            // It had already ended (or is unknown there): a late cancel changes nothing, its real
+            // outcome comes from the agent's outbox; a superseded attempt is superseded anyway.
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
+                if reason == StopReason::Canceled {
+                    continue;
+                }
+            }
             Err(status) => {
                 tracing::warn!(%agent, run = %run_id, error = %status.message(), "cannot stop a run yet; will retry when the agent is back");
                 undelivered.push((run_id, reason));
