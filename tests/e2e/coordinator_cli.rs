@@ -86,3 +86,41 @@ async fn the_demo_runs_as_designed() {
     assert!(failed.contains("refresh_cache"), "the fire-and-forget child is the one that failed: {failed}\n{out}");
     assert!(out.stderr.contains("ran as designed"), "{out}");
 }
+
+/// dtexec-style local run whose agent_job tasks reach the agents a coordinator.toml lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_run_with_config_reaches_the_listed_agents() {
+    let ws = Workspace::new();
+    let job =
+        "name = \"greet\"\n\n[[steps]]\nname = \"greet\"\ncommand = [\"sh\", \"-c\", \"echo hello from the agent\"]\n";
+    let agent = switchyard_tests::AgentProcess::setup_named(&ws, "server-a")
+        .setting("labels", "[\"etl\"]")
+        .job("greet.toml", job)
+        .start()
+        .await;
+    let config = ws.write(
+        "local/coordinator.toml",
+        &format!(
+            "data_dir = \"data\"\nheartbeat_interval = \"200ms\"\n\n[[agents]]\nname = \"server-a\"\naddress = \"{}\"\n",
+            agent.address()
+        ),
+    );
+    let package = ws.write(
+        "local/p.toml",
+        "[package]\nname = \"local\"\n\n[[tasks]]\nname = \"Greet\"\nkind = \"agent_job\"\npool = \"etl\"\njob = \"greet\"\nwait = true\n",
+    );
+    let (package, config) = (package.to_string_lossy().into_owned(), config.to_string_lossy().into_owned());
+    let out = switchyard_async(["run", package.as_str(), "--config", config.as_str(), "--json"]).await;
+    out.assert_exit(0);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let greet = task(&report, "Greet");
+    assert_eq!(greet["result"], "success", "{report:#}");
+    assert_eq!(greet["agent"], "server-a", "{report:#}");
+    let child = only_child(&report, "Greet");
+    assert_eq!(text(&child["status"]), "succeeded", "{report:#}");
+
+    // Without --config the same package fails its agent_job task, saying how to reach agents.
+    let out = switchyard_async(["run", package.as_str(), "--json"]).await;
+    out.assert_exit(1);
+    assert!(out.stdout.contains("--config coordinator.toml"), "{out}");
+}
