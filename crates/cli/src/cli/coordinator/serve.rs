@@ -55,6 +55,9 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C and SIGTERM; they will end the coordinator abruptly")
         }
     }
+    if !address.ip().is_loopback() {
+        tracing::warn!(listen = %address, "listening on a non-loopback address without TLS (insecure = true)");
+    }
     eprintln!("switchyard coordinator listening on {address}");
     switchyard_coordinator::server::serve(listener, config, shutdown)
         .await
