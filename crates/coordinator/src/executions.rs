@@ -287,6 +287,7 @@ impl Executions {
             self.cascade_cancel(&id).await;
         }
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.forget_children_if_done(&id);
         tracing::info!(execution = %id, status = %record.status, "execution finished");
     }
 
@@ -348,12 +349,12 @@ impl Executions {
                 Ok(switchyard_proto::RunStatus::Canceled) => ChildStatus::Canceled,
                 _ => ChildStatus::Failed,
             };
+            if let Some(list) =
+                self.inner.children.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&outcome.execution_id)
             {
-                let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(list) = children.get_mut(&outcome.execution_id) {
-                    list.retain(|c| c.run_id != outcome.run_id);
-                }
+                list.retain(|c| c.run_id != outcome.run_id);
             }
+            self.forget_children_if_done(&outcome.execution_id);
             // A full record: the outcome may arrive before the start was recorded.
             let write = Write::UpsertChild(ChildRunRecord {
                 execution_id: outcome.execution_id.clone(),
@@ -407,6 +408,15 @@ impl Executions {
             if let Err(e) = self.inner.store.write(vec![write]).await {
                 tracing::warn!(error = %e, "cannot record a stopped child run");
             }
+        }
+    }
+
+    /// Drops the running-children list of an execution that has ended and has none left.
+    fn forget_children_if_done(&self, execution_id: &str) {
+        let running = self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(execution_id);
+        let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
+        if !running && children.get(execution_id).is_some_and(Vec::is_empty) {
+            children.remove(execution_id);
         }
     }
 
