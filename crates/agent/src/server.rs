@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use switchyard_proto as pb;
@@ -103,7 +102,7 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
+        .serve_with_incoming_shutdown(incoming(listener), drained)
         .await?;
     maintenance.abort();
     tracing::info!(agent = %runtime.name(), "agent stopped");
@@ -203,4 +202,10 @@ async fn prune_outbox(runtime: Arc<AgentRuntime>, consumed: Arc<AtomicU64>) {
             Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
         }
     }
+}
+
+/// Accepted connections with TCP_NODELAY: small request/response frames must not wait for
+/// Nagle's algorithm and a delayed ACK (a 40 ms stall per round trip otherwise).
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

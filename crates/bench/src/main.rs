@@ -1,23 +1,37 @@
-//! `cargo run --release -p switchyard-bench -- <scenario> [--runs N]`: prints a table and a
-//! JSON line of figures. Scenarios: `engine`.
+//! `cargo run --release -p switchyard-bench -- <scenario> [--runs N] [--tasks N] [--job JOB]`:
+//! prints a table and a JSON line of figures. Scenarios: `engine`, `floor`, `fanout`, `roundtrip`,
+//! `cost`. `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
+//! `noop_package` or `noop_command`, and for `fanout` also `hold` or `direct`.
 
+mod cluster;
+mod cost;
 mod engine;
+mod fanout;
+mod floor;
+mod roundtrip;
 
 use std::process::ExitCode;
+
+const SCENARIOS: &str = "engine, floor, fanout, roundtrip, cost";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("engine");
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(7usize);
+    let runs: Option<usize> =
+        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok());
+    let tasks: Option<usize> =
+        args.iter().position(|a| a == "--tasks").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok());
+    let job = args.iter().position(|a| a == "--job").and_then(|i| args.get(i + 1)).cloned();
     match scenario {
-        "engine" => engine::run(runs),
+        "engine" => engine::run(runs.unwrap_or(7)),
+        "floor" => floor::run(runs.unwrap_or(7)),
+        "fanout" => fanout::run(runs.unwrap_or(3), tasks, job.as_deref()),
+        "roundtrip" => roundtrip::run(runs.unwrap_or(3), tasks, job.as_deref()),
+        "cost" => cost::run(runs.unwrap_or(3)),
+        // The floor's server process, started by the scenarios that measure the floor.
+        floor::SERVER_ARG => return floor::serve(),
         other => {
-            eprintln!("unknown scenario `{other}`; scenarios: engine");
+            eprintln!("unknown scenario `{other}`; scenarios: {SCENARIOS}");
             return ExitCode::from(2);
         }
     }

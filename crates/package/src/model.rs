@@ -40,8 +40,10 @@ impl Package {
 
 /// Turns a MaxConcurrentExecutables value into a slot count: -1 means logical CPUs + 2.
 pub fn resolve_max_concurrent(value: i64) -> usize {
+    // Asking the OS reads cgroup files each time; every child package run would pay for it.
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     if value < 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get()) + 2
+        *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) + 2
     } else {
         usize::try_from(value).unwrap_or(usize::MAX).max(1)
     }
