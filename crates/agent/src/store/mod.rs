@@ -11,7 +11,6 @@
 //! order, contiguous for sequences, and never reused (their high-water marks live in `meta`, so
 //! pruning every row does not rewind them). Events reach subscribers only after they are durable.
 
-mod checkpoint;
 mod error;
 mod queries;
 mod rows;
@@ -22,8 +21,8 @@ mod writer;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +32,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::model::{HistoryRecord, OutboxEvent, RunRecord, RunStatus, StepOutputRecord};
 
 pub use error::StoreError;
+use switchyard_sqlite::Readers;
 use writer::{Request, Shared};
 
 /// The file the store keeps in its directory.
@@ -210,7 +210,7 @@ impl Store {
         let path = dir.join(DATABASE_FILE);
         let opened = schema::open(&path, &options)?;
         let shared = Arc::new(Shared::new(path.clone(), opened.last_sequence));
-        let readers = (0..READERS).map(|_| schema::open_reader(&path).map(Mutex::new)).collect::<Result<_, _>>()?;
+        let readers = (0..READERS).map(|_| schema::open_reader(&path)).collect::<Result<Vec<_>, _>>()?;
         let checkpoint_connection = schema::open_checkpointer(&path)?;
 
         // A full signal slot means a checkpoint is already due; the writer never waits on it.
@@ -218,12 +218,12 @@ impl Store {
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         let writer = writer::Writer::new(opened.connection, shared.clone(), options, opened.last_instance_id, signal);
         let writer_thread = spawn(&path, "store writer", move || writer.run(queue))?;
-        let checkpoint_shared = shared.clone();
+        let wal = shared.wal.clone();
         let checkpointer_thread = spawn(&path, "store checkpointer", move || {
-            checkpoint::run(checkpoint_connection, signals, checkpoint_shared)
+            switchyard_sqlite::run_checkpointer(checkpoint_connection, signals, wal)
         })?;
 
-        let readers = Readers { connections: readers, next: AtomicUsize::new(0) };
+        let readers = Readers::new(readers);
         let inner = Inner {
             shared,
             incarnation: opened.incarnation,
@@ -395,26 +395,6 @@ impl Drop for Inner {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-    }
-}
-
-struct Readers {
-    connections: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
-}
-
-impl Readers {
-    fn with<T>(&self, query: impl FnOnce(&Connection) -> T) -> T {
-        for connection in &self.connections {
-            match connection.try_lock() {
-                Ok(connection) => return query(&connection),
-                // A panic in an earlier query leaves the connection itself usable.
-                Err(TryLockError::Poisoned(poisoned)) => return query(&poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        query(&self.connections[index].lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

@@ -12,10 +12,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::model::OutboxEvent;
 
-use super::checkpoint::Gate;
 use super::rows::{self, Unsigned};
 use super::schema::{META_LAST_INSTANCE_ID, META_LAST_SEQUENCE, RESERVED_META_KEYS};
 use super::{EVENT_CHANNEL, StoreError, StoreOptions, StoreStats, Write, WriteReceipt};
+use switchyard_sqlite::Wal;
 
 /// Requests committed in one transaction at most: large enough that a burst shares a handful
 /// of commits, small enough that the first caller of a burst is not kept waiting long.
@@ -32,34 +32,29 @@ const RECORDS_PER_CHECKPOINT_SIGNAL: usize = 1024;
 pub(super) struct Shared {
     pub path: PathBuf,
     pub last_sequence: AtomicU64,
-    pub commits: AtomicU64,
     pub requests: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub blocking_checkpoints: AtomicU64,
-    pub checkpoint_gate: Gate,
+    /// Commit and checkpoint counters, and the gate, shared with the checkpointer.
+    pub wal: Arc<Wal>,
     pub events: broadcast::Sender<OutboxEvent>,
 }
 
 impl Shared {
     pub fn new(path: PathBuf, last_sequence: u64) -> Shared {
         Shared {
+            wal: Arc::new(Wal::new(path.clone())),
             path,
             last_sequence: AtomicU64::new(last_sequence),
-            commits: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
-            blocking_checkpoints: AtomicU64::new(0),
-            checkpoint_gate: Gate::default(),
             events: broadcast::Sender::new(EVENT_CHANNEL),
         }
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            commits: self.commits.load(Ordering::Relaxed),
+            commits: self.wal.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
-            checkpoints: self.checkpoints.load(Ordering::Relaxed),
-            blocking_checkpoints: self.blocking_checkpoints.load(Ordering::Relaxed),
+            checkpoints: self.wal.checkpoints.load(Ordering::Relaxed),
+            blocking_checkpoints: self.wal.blocking_checkpoints.load(Ordering::Relaxed),
         }
     }
 }
@@ -125,13 +120,13 @@ impl Writer {
 
     /// Applies `requests` in one transaction, commits, publishes and replies.
     pub(super) fn commit(&mut self, requests: Vec<Request>) -> Continue {
-        self.shared.checkpoint_gate.pass();
+        self.shared.wal.gate.pass();
         let before = (self.last_sequence, self.last_instance_id);
         let mut outcomes = Vec::with_capacity(requests.len());
         match self.transaction(&requests, &mut outcomes) {
             Ok(()) => {
                 self.shared.last_sequence.store(self.last_sequence, Ordering::Release);
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.wal.commits.fetch_add(1, Ordering::Relaxed);
                 for receipt in outcomes.iter().flatten() {
                     for event in &receipt.events {
                         // No subscribers is not an error.

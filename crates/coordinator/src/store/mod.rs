@@ -11,7 +11,6 @@
 //! A running execution's state lives in memory; this store is written behind it and read only
 //! for reports, listings, resumption and recovery after a restart, never on the hot path.
 
-mod checkpoint;
 mod error;
 mod queries;
 mod rows;
@@ -22,8 +21,7 @@ mod writer;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::report::Report;
 
 pub use error::StoreError;
+use switchyard_sqlite::Readers;
 use writer::{Request, Shared};
 
 /// The file the store keeps in its directory.
@@ -231,7 +230,7 @@ impl Store {
         let path = dir.join(DATABASE_FILE);
         let connection = schema::open(&path, &options)?;
         let shared = Arc::new(Shared::new(path.clone()));
-        let readers = (0..READERS).map(|_| schema::open_reader(&path).map(Mutex::new)).collect::<Result<_, _>>()?;
+        let readers = (0..READERS).map(|_| schema::open_reader(&path)).collect::<Result<Vec<_>, _>>()?;
         let checkpoint_connection = schema::open_checkpointer(&path)?;
 
         // A full signal slot means a checkpoint is already due; the writer never waits on it.
@@ -239,14 +238,14 @@ impl Store {
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         let writer = writer::Writer::new(connection, shared.clone(), signal);
         let writer_thread = spawn(&path, "store writer", move || writer.run(queue))?;
-        let checkpoint_shared = shared.clone();
+        let wal = shared.wal.clone();
         let checkpointer_thread = spawn(&path, "store checkpointer", move || {
-            checkpoint::run(checkpoint_connection, signals, checkpoint_shared)
+            switchyard_sqlite::run_checkpointer(checkpoint_connection, signals, wal)
         })?;
 
         let inner = Inner {
             shared,
-            readers: Readers { connections: readers, next: AtomicUsize::new(0) },
+            readers: Readers::new(readers),
             requests: Some(requests),
             threads: vec![writer_thread, checkpointer_thread],
         };
@@ -401,26 +400,6 @@ impl Drop for Inner {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-    }
-}
-
-struct Readers {
-    connections: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
-}
-
-impl Readers {
-    fn with<T>(&self, query: impl FnOnce(&Connection) -> T) -> T {
-        for connection in &self.connections {
-            match connection.try_lock() {
-                Ok(connection) => return query(&connection),
-                // A panic in an earlier query leaves the connection itself usable.
-                Err(TryLockError::Poisoned(poisoned)) => return query(&poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        query(&self.connections[index].lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

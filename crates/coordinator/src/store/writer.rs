@@ -8,10 +8,10 @@ use std::sync::mpsc::SyncSender;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Gate;
 use super::rows;
 use super::schema::RESERVED_META_KEYS;
 use super::{StoreError, StoreStats, Write};
+use switchyard_sqlite::Wal;
 
 /// Requests committed in one transaction at most: large enough that a burst shares a handful
 /// of commits, small enough that the first caller of a burst is not kept waiting long.
@@ -26,31 +26,22 @@ const RECORDS_PER_CHECKPOINT_SIGNAL: usize = 1024;
 /// What the store and its threads share.
 pub(super) struct Shared {
     pub path: PathBuf,
-    pub commits: AtomicU64,
     pub requests: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub blocking_checkpoints: AtomicU64,
-    pub checkpoint_gate: Gate,
+    /// Commit and checkpoint counters, and the gate, shared with the checkpointer.
+    pub wal: Arc<Wal>,
 }
 
 impl Shared {
     pub fn new(path: PathBuf) -> Shared {
-        Shared {
-            path,
-            commits: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
-            blocking_checkpoints: AtomicU64::new(0),
-            checkpoint_gate: Gate::default(),
-        }
+        Shared { wal: Arc::new(Wal::new(path.clone())), path, requests: AtomicU64::new(0) }
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            commits: self.commits.load(Ordering::Relaxed),
+            commits: self.wal.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
-            checkpoints: self.checkpoints.load(Ordering::Relaxed),
-            blocking_checkpoints: self.blocking_checkpoints.load(Ordering::Relaxed),
+            checkpoints: self.wal.checkpoints.load(Ordering::Relaxed),
+            blocking_checkpoints: self.wal.blocking_checkpoints.load(Ordering::Relaxed),
         }
     }
 }
@@ -97,11 +88,11 @@ impl Writer {
 
     /// Applies `requests` in one transaction, commits and replies.
     pub(super) fn commit(&mut self, requests: Vec<Request>) -> Continue {
-        self.shared.checkpoint_gate.pass();
+        self.shared.wal.gate.pass();
         let mut outcomes = Vec::with_capacity(requests.len());
         match self.transaction(&requests, &mut outcomes) {
             Ok(()) => {
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.wal.commits.fetch_add(1, Ordering::Relaxed);
                 let records = requests.iter().map(records).sum();
                 self.nudge_checkpointer(records);
             }

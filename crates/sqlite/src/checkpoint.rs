@@ -1,14 +1,13 @@
 //! The checkpointer thread: copies the WAL back into the database off the commit path, and
 //! keeps the WAL bounded with a blocking checkpoint only when it has grown long.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::Connection;
-
-use super::writer::Shared;
 
 /// How often a passive checkpoint runs when the writer has committed since the last one.
 const PERIOD: Duration = Duration::from_millis(500);
@@ -24,7 +23,7 @@ const BLOCKING_CHECKPOINT_FRAMES: i64 = 4000;
 /// load the checkpoint would never run and the WAL would grow without bound. Instead the
 /// writer passes this gate before each transaction and waits while a blocking checkpoint holds it.
 #[derive(Debug, Default)]
-pub(super) struct Gate {
+pub struct Gate {
     pending: AtomicBool,
     lock: Mutex<()>,
 }
@@ -48,8 +47,37 @@ impl Gate {
     }
 }
 
-/// Runs until the writer goes away (its end of `nudges` closes).
-pub(super) fn run(connection: Connection, nudges: Receiver<()>, shared: Arc<Shared>) {
+/// The state a store's writer and its checkpointer share.
+#[derive(Debug)]
+pub struct Wal {
+    /// The database file, for messages.
+    pub path: PathBuf,
+    /// Transactions committed by the writer.
+    pub commits: AtomicU64,
+    /// Checkpoints run.
+    pub checkpoints: AtomicU64,
+    /// Blocking checkpoints that finished.
+    pub blocking_checkpoints: AtomicU64,
+    /// The writer passes it before each transaction.
+    pub gate: Gate,
+}
+
+impl Wal {
+    /// Fresh counters for the database at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            commits: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            blocking_checkpoints: AtomicU64::new(0),
+            gate: Gate::default(),
+        }
+    }
+}
+
+/// Runs the checkpointer on its own connection until the writer goes away (its end of
+/// `nudges` closes).
+pub fn run_checkpointer(connection: Connection, nudges: Receiver<()>, shared: Arc<Wal>) {
     let mut commits_checkpointed = 0;
     while let Ok(()) | Err(RecvTimeoutError::Timeout) = nudges.recv_timeout(PERIOD) {
         let commits = shared.commits.load(Ordering::Relaxed);
@@ -61,7 +89,7 @@ pub(super) fn run(connection: Connection, nudges: Receiver<()>, shared: Arc<Shar
             Ok(Done { frames, .. }) => {
                 shared.checkpoints.fetch_add(1, Ordering::Relaxed);
                 if frames > BLOCKING_CHECKPOINT_FRAMES {
-                    match shared.checkpoint_gate.hold(|| checkpoint(&connection, Mode::Restart)) {
+                    match shared.gate.hold(|| checkpoint(&connection, Mode::Restart)) {
                         Ok(Done { busy: false, .. }) => {
                             shared.blocking_checkpoints.fetch_add(1, Ordering::Relaxed);
                         }

@@ -1,0 +1,9 @@
+//! What the agent's and the coordinator's SQLite stores share (DESIGN.md §10): a checkpointer
+//! that keeps WAL checkpoints off the commit path, and a small pool of read connections. Each
+//! store keeps its own schema and its own group-commit writer.
+
+mod checkpoint;
+mod readers;
+
+pub use checkpoint::{Wal, run_checkpointer};
+pub use readers::Readers;
