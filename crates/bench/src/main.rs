@@ -1,18 +1,21 @@
 //! `cargo run --release -p switchyard-bench -- <scenario> [--runs N] [--tasks N] [--job JOB]`:
 //! prints a table and a JSON line of figures. Scenarios: `engine`, `floor`, `fanout`, `roundtrip`,
-//! `cost`. `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
+//! `cost`, `detection`, `scale`, `peers`. `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
 //! `noop_package` or `noop_command`, and for `fanout` also `hold` or `direct`.
 
 mod cluster;
 mod cost;
+mod detection;
 mod engine;
 mod fanout;
 mod floor;
+mod peers;
 mod roundtrip;
+mod scale;
 
 use std::process::ExitCode;
 
-const SCENARIOS: &str = "engine, floor, fanout, roundtrip, cost";
+const SCENARIOS: &str = "engine, floor, fanout, roundtrip, cost, detection, scale, peers";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,8 +31,13 @@ fn main() -> ExitCode {
         "fanout" => fanout::run(runs.unwrap_or(3), tasks, job.as_deref()),
         "roundtrip" => roundtrip::run(runs.unwrap_or(3), tasks, job.as_deref()),
         "cost" => cost::run(runs.unwrap_or(3)),
+        "detection" => detection::run(runs.unwrap_or(3)),
+        "scale" => scale::run(runs.unwrap_or(3)),
+        "peers" => peers::run(runs.unwrap_or(3)),
         // The floor's server process, started by the scenarios that measure the floor.
         floor::SERVER_ARG => return floor::serve(),
+        // A process of simulated agents, started by the `scale` scenario.
+        scale::SERVER_ARG => return scale::serve(),
         other => {
             eprintln!("unknown scenario `{other}`; scenarios: {SCENARIOS}");
             return ExitCode::from(2);
