@@ -148,6 +148,8 @@ pub async fn put_package(runtime: &AgentRuntime, name: &str, content: &str) -> R
     }
     std::fs::rename(&staging, &target)
         .map_err(|e| Error::InvalidArgument(format!("cannot store {}: {e}", target.display())))?;
+    // A pushed package may shadow one of packages_dir that runs have cached.
+    runtime.packages.clear();
     let hash = hex::encode(Sha256::digest(content.as_bytes()));
     runtime
         .store

@@ -8,6 +8,7 @@ pub mod error;
 pub mod faults;
 pub mod jobs;
 pub mod model;
+pub mod package_cache;
 pub mod recovery;
 pub mod registration;
 mod runner;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{JobDefinition, StepAction, StepDefinition};
 use crate::model::{EventKind, HistoryRecord, HistoryStatus, RunRecord, RunStatus};
-use crate::runtime::{AgentRuntime, Permits, event_for};
+use crate::runtime::{AgentRuntime, Permits, event_for, started_message};
 use crate::steps::{ProcessGroups, StepResult, run_attempt};
 use crate::store::Write;
 
@@ -41,26 +41,30 @@ pub(crate) async fn execute(
     cancel: CancellationToken,
 ) {
     let key = record.idempotency_key.clone();
-    if record.status == RunStatus::Queued && !wait_for_turn(&runtime, &record, &mut permits, &cancel).await {
-        let end = JobEnd::Canceled;
-        finish(&runtime, &mut record, &LastStep::default(), &end, None).await;
-        runtime.finish_run(&record.run_id, key.as_deref());
-        return;
+    if record.status == RunStatus::Queued {
+        if !wait_for_turn(&runtime, &record, &mut permits, &cancel).await {
+            let end = JobEnd::Canceled;
+            finish(&runtime, &mut record, &LastStep::default(), &end, None, Vec::new()).await;
+            runtime.finish_run(&record.run_id, key.as_deref());
+            return;
+        }
+        record.status = RunStatus::Running;
+        record.started_at = Some(Utc::now());
+        let started = event_for(&record, EventKind::Started, started_message(&record.job));
+        write(&runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
     }
+    // A run that had a slot at acceptance was recorded started in the acceptance's commit.
     let clock = Instant::now();
-    record.status = RunStatus::Running;
-    record.started_at = Some(Utc::now());
     // Executing means a step runs: the first one starts right away.
     runtime.set_progress(&record.run_id, RunStatus::Running, job.steps.first().map_or(0, |s| s.id));
-    let started = event_for(&record, EventKind::Started, format!("job \"{}\" started", record.job));
-    write(&runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
 
     let groups = ProcessGroups::start(runtime.clone(), record.run_id.clone());
     let steps_cancel = cancel.child_token();
     let mut last = LastStep::default();
+    let mut pending = Vec::new();
     let mut timed_out = None;
     let end = {
-        let steps = run_steps(&runtime, &mut record, &job, &steps_cancel, &groups, &mut last);
+        let steps = run_steps(&runtime, &mut record, &job, &steps_cancel, &groups, &mut last, &mut pending);
         tokio::pin!(steps);
         match job.timeout {
             None => steps.await,
@@ -81,7 +85,7 @@ pub(crate) async fn execute(
         (end, _) => end,
     };
     groups.stop().await;
-    finish(&runtime, &mut record, &last, &end, Some(clock.elapsed())).await;
+    finish(&runtime, &mut record, &last, &end, Some(clock.elapsed()), pending).await;
     drop(permits);
     runtime.finish_run(&record.run_id, key.as_deref());
 }
@@ -112,6 +116,7 @@ async fn run_steps(
     cancel: &CancellationToken,
     groups: &ProcessGroups,
     last: &mut LastStep,
+    pending: &mut Vec<Write>,
 ) -> JobEnd {
     let mut index = 0usize;
     for _ in 0..MAX_STEP_RUNS {
@@ -119,7 +124,7 @@ async fn run_steps(
             return JobEnd::Failed(format!("step index {index} does not exist"));
         };
         *last = LastStep { id: step.id, name: step.name.clone() };
-        let result = run_step(runtime, record, step, cancel, groups).await;
+        let result = run_step(runtime, record, step, cancel, groups, pending).await;
         let action = match result.status {
             HistoryStatus::Canceled => return JobEnd::Canceled,
             HistoryStatus::Succeeded => step.on_success,
@@ -139,13 +144,16 @@ async fn run_steps(
     ))
 }
 
-/// One step with its retries: history rows for retries and for the step's end.
+/// One step with its retries: history rows for retries and for the step's end. The step's end
+/// is left in `pending`, written with whatever comes next (the next step's start, or the job
+/// outcome), so a one-step run commits its end once.
 async fn run_step(
     runtime: &Arc<AgentRuntime>,
     record: &mut RunRecord,
     step: &StepDefinition,
     cancel: &CancellationToken,
     groups: &ProcessGroups,
+    pending: &mut Vec<Write>,
 ) -> StepResult {
     let mut attempt = 0u32;
     loop {
@@ -156,7 +164,11 @@ async fn run_step(
             event_for(record, EventKind::StepStarted, format!("step {} ({}) started", step.id, step.name));
         started.step_id = step.id;
         started.step_name = step.name.clone();
-        write(runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
+        // Progress, not an outcome: queued behind what is pending, not waited for (the live
+        // state is in memory; the job outcome is written, and waited for, at the end).
+        let mut batch = std::mem::take(pending);
+        batch.push(Write::AppendEvent(started));
+        queue(runtime, batch).await;
 
         let started_at = Utc::now();
         let clock = Instant::now();
@@ -208,11 +220,12 @@ async fn run_step(
         event.exit_code = result.exit_code;
         event.duration_ms = duration_ms;
         batch.push(Write::AppendEvent(event));
-        batch.push(Write::UpdateRun(record.clone()));
-        write(runtime, batch).await;
         if !retry {
+            pending.extend(batch);
             return result;
         }
+        batch.push(Write::UpdateRun(record.clone()));
+        write(runtime, batch).await;
         tokio::select! {
             _ = tokio::time::sleep(step.retry_interval) => {}
             _ = cancel.cancelled() => {
@@ -223,8 +236,16 @@ async fn run_step(
     }
 }
 
-/// Records the job outcome: the run's final state, the step 0 history row, the FINISHED event.
-async fn finish(runtime: &AgentRuntime, record: &mut RunRecord, last: &LastStep, end: &JobEnd, ran: Option<Duration>) {
+/// Records the job outcome: what is `pending` (the last step's end), the run's final state, the
+/// step 0 history row, the FINISHED event; in one commit.
+async fn finish(
+    runtime: &AgentRuntime,
+    record: &mut RunRecord,
+    last: &LastStep,
+    end: &JobEnd,
+    ran: Option<Duration>,
+    mut pending: Vec<Write>,
+) {
     let (status, history_status) = match end {
         JobEnd::Succeeded => (RunStatus::Succeeded, HistoryStatus::Succeeded),
         JobEnd::Failed(_) => (RunStatus::Failed, HistoryStatus::Failed),
@@ -269,8 +290,15 @@ async fn finish(runtime: &AgentRuntime, record: &mut RunRecord, last: &LastStep,
     let mut event = event_for(record, EventKind::Finished, message);
     event.duration_ms = duration_ms;
     tracing::info!(run = %record.run_id, job = %record.job, status = status.as_str(), duration_ms, "run finished");
-    write(runtime, vec![Write::UpdateRun(record.clone()), Write::AppendHistory(history), Write::AppendEvent(event)])
-        .await;
+    pending.extend([Write::UpdateRun(record.clone()), Write::AppendHistory(history), Write::AppendEvent(event)]);
+    write(runtime, pending).await;
+}
+
+/// Queues a batch without waiting for its commit; a failure is logged by the store's writer.
+async fn queue(runtime: &AgentRuntime, batch: Vec<Write>) {
+    if let Err(e) = runtime.store.queue(batch).await {
+        tracing::error!(error = %e, "cannot record run progress; the history of this run is incomplete");
+    }
 }
 
 /// Writes a batch; a store failure is logged (the run goes on; its outcome write retries once).

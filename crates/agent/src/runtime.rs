@@ -122,6 +122,8 @@ pub struct AgentRuntime {
     pub faults: Faults,
     /// Fires when the agent shuts down: watch streams end.
     pub shutdown: CancellationToken,
+    /// Packages loaded by earlier runs.
+    pub packages: crate::package_cache::PackageCache,
     jobs: RwLock<BTreeMap<String, JobEntry>>,
     active: Mutex<HashMap<String, ActiveRun>>,
     pub(crate) slots: Arc<Semaphore>,
@@ -150,6 +152,7 @@ impl AgentRuntime {
             store,
             faults: Faults::default(),
             shutdown: CancellationToken::new(),
+            packages: Default::default(),
             jobs: RwLock::new(BTreeMap::new()),
             active: Mutex::new(HashMap::new()),
             slots,
@@ -267,17 +270,27 @@ impl AgentRuntime {
         if let Some(done) = cell.get() {
             return Ok(Accepted { existing: true, ..done.clone() });
         }
-        if let Some(record) = self.store.run_by_key(&key).await? {
-            return Ok(self.existing(&record));
-        }
+        // Keys of active runs are answered from memory; a key whose run has ended (or that an
+        // earlier incarnation of this process accepted) is refused by the store's unique index,
+        // and then answered from the store. No read on the path of a new start.
         let mut initialized_here = false;
         let accepted = cell
             .get_or_try_init(|| {
                 initialized_here = true;
                 self.accept(request)
             })
-            .await?
-            .clone();
+            .await;
+        let accepted = match accepted {
+            Ok(accepted) => accepted.clone(),
+            Err(Error::Store(e)) if e.is_constraint_violation() => {
+                self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                return match self.store.run_by_key(&key).await? {
+                    Some(record) => Ok(self.existing(&record)),
+                    None => Err(Error::Store(e)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Accepted { existing: !initialized_here, ..accepted })
     }
 
@@ -297,7 +310,9 @@ impl AgentRuntime {
         let entry = self
             .job(&request.job)
             .ok_or_else(|| Error::UnknownJob { job: request.job.clone(), agent: self.name().to_string() })?;
-        let run_id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered ids: new runs append to the end of the table's B-tree, so a group commit
+        // writes a few shared pages instead of one page per run.
+        let run_id = uuid::Uuid::now_v7().to_string();
         let cancel = CancellationToken::new();
         let (status, permits) = self.reserve(&entry, &request, &run_id, &cancel)?;
 
@@ -324,8 +339,13 @@ impl AgentRuntime {
             accepted_sequence: 0,
             process_groups: Vec::new(),
         };
-        let event = event_for(&record, EventKind::Accepted, record.message.clone());
-        let mut batch = vec![Write::InsertRun(record.clone()), Write::AppendEvent(event)];
+        let accepted_event = event_for(&record, EventKind::Accepted, record.message.clone());
+        // A run that got its slot starts now: its start is recorded in the same commit.
+        let record = if status == RunStatus::Running { RunRecord { started_at: Some(now), ..record } } else { record };
+        let mut batch = vec![Write::InsertRun(record.clone()), Write::AppendEvent(accepted_event)];
+        if status == RunStatus::Running {
+            batch.push(Write::AppendEvent(event_for(&record, EventKind::Started, started_message(&record.job))));
+        }
         if request.epoch > self.epoch() {
             batch.push(Write::SetMeta { key: "epoch".into(), value: request.epoch.to_string() });
         }
@@ -487,6 +507,11 @@ pub(crate) fn event_for(record: &RunRecord, kind: EventKind, message: String) ->
         task_path: record.task_path.clone(),
         attempt: record.attempt,
     }
+}
+
+/// The message of a run's STARTED event.
+pub(crate) fn started_message(job: &str) -> String {
+    format!("job \"{job}\" started")
 }
 
 /// The package paths of a job's package steps, in step order.

@@ -5,14 +5,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use switchyard_package::engine::{ProcessEvent, RunOptions, run_package};
 use switchyard_package::expr::Map;
 use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
-use switchyard_package::{ExecutionStatus, LoadError, TaskResult, load_package};
+use switchyard_package::{ExecutionStatus, LoadError, TaskResult};
 
 use crate::jobs::{StepDefinition, StepWork};
 use crate::model::{HistoryStatus, RunRecord, StepOutputRecord};
@@ -229,9 +228,8 @@ async fn run_package_step(
         )
     };
     let file = package_file(runtime, path);
-    let hash = std::fs::read(&file).ok().map(|bytes| hex::encode(Sha256::digest(bytes)));
-    let package = match load_package(&file) {
-        Ok(loaded) => loaded.package,
+    let (package, hash) = match runtime.packages.load(&file) {
+        Ok(loaded) => (loaded.package, loaded.hash),
         Err(LoadError::NotFound(_)) => {
             return failed(format!(
                 "package \"{path}\" is not on this agent (looked in {}); push it with `switchyard deploy` or PutPackage",
@@ -280,5 +278,5 @@ async fn run_package_step(
             format!("Package \"{}\" failed (failed tasks: {}).", run.package, failures.join(", ")),
         ),
     };
-    (StepResult { status, message, exit_code: None }, stdout, stderr, false, hash)
+    (StepResult { status, message, exit_code: None }, stdout, stderr, false, Some(hash))
 }

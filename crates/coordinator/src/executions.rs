@@ -20,6 +20,9 @@ use crate::registry::{Registry, StopReason};
 use crate::report::Report;
 use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
 
+/// Child outcomes recorded in one store request at most.
+const OUTCOME_BATCH: usize = 256;
+
 /// What StartExecution asks for, in domain terms.
 #[derive(Debug, Clone, Default)]
 pub struct StartExecution {
@@ -66,7 +69,8 @@ struct Inner {
     start_timeout: std::time::Duration,
     live: Mutex<HashMap<String, Live>>,
     requests: tokio::sync::Mutex<()>,
-    children: Mutex<HashMap<String, Vec<RunningChild>>>,
+    /// Running children by execution, then by run id.
+    children: Mutex<HashMap<String, HashMap<String, RunningChild>>>,
     /// Child records, written in the order the launcher reports them.
     child_writes: mpsc::UnboundedSender<Write>,
 }
@@ -298,13 +302,11 @@ impl Executions {
             let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
             let list = children.entry(update.execution_id.clone()).or_default();
             if update.child.status == ChildStatus::Running {
-                list.push(RunningChild {
-                    agent: agent.clone(),
-                    run_id: run_id.clone(),
-                    on_parent_end: update.on_parent_end,
-                });
+                let child =
+                    RunningChild { agent: agent.clone(), run_id: run_id.clone(), on_parent_end: update.on_parent_end };
+                list.insert(run_id.clone(), child);
             } else {
-                list.retain(|c| c.run_id != run_id);
+                list.remove(&run_id);
             }
         }
         let record = ChildRunRecord {
@@ -325,9 +327,10 @@ impl Executions {
     }
 
     /// Records the outcome of every child run the agents report (fire-and-forget children too).
+    /// Outcomes that arrive together are written in one batch, in the order they came.
     async fn record_outcomes(self, mut outcomes: broadcast::Receiver<crate::registry::RunOutcome>) {
         loop {
-            let outcome = match outcomes.recv().await {
+            let first = match outcomes.recv().await {
                 Ok(o) => o,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "outcome feed lagged");
@@ -335,52 +338,62 @@ impl Executions {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            if outcome.execution_id.is_empty() {
-                let cursor = Write::SetAgentCursor {
-                    agent: outcome.agent.clone(),
-                    incarnation: outcome.incarnation.clone(),
-                    sequence: outcome.sequence,
-                };
-                let _ = self.inner.store.write(vec![cursor]).await;
-                continue;
+            let mut batch = Vec::new();
+            self.outcome_writes(first, &mut batch);
+            while batch.len() < OUTCOME_BATCH {
+                match outcomes.try_recv() {
+                    Ok(outcome) => self.outcome_writes(outcome, &mut batch),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "outcome feed lagged");
+                    }
+                    Err(_) => break,
+                }
             }
-            let status = match switchyard_proto::RunStatus::try_from(outcome.status as i32) {
-                Ok(switchyard_proto::RunStatus::Succeeded) => ChildStatus::Succeeded,
-                Ok(switchyard_proto::RunStatus::Canceled) => ChildStatus::Canceled,
-                _ => ChildStatus::Failed,
-            };
-            if let Some(list) =
-                self.inner.children.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&outcome.execution_id)
-            {
-                list.retain(|c| c.run_id != outcome.run_id);
-            }
-            self.forget_children_if_done(&outcome.execution_id);
-            // A full record: the outcome may arrive before the start was recorded.
-            let write = Write::UpsertChild(ChildRunRecord {
-                execution_id: outcome.execution_id.clone(),
-                task_path: outcome.task_path.clone(),
-                attempt: outcome.attempt,
-                agent: outcome.agent.clone(),
-                job: outcome.job.clone(),
-                run_id: outcome.run_id.clone(),
-                idempotency_key: outcome.idempotency_key.clone(),
-                status,
-                started_at: Utc::now(),
-                duration_ms: Some(outcome.duration_ms),
-                message: outcome.message.clone(),
-                package: None,
-            });
-            // The cursor is stored with the outcome it covers: a restarted coordinator resumes
-            // the agent's stream after it and loses no outcome.
-            let cursor = Write::SetAgentCursor {
-                agent: outcome.agent.clone(),
-                incarnation: outcome.incarnation.clone(),
-                sequence: outcome.sequence,
-            };
-            if let Err(e) = self.inner.store.write(vec![write, cursor]).await {
-                tracing::warn!(error = %e, "cannot record a child outcome");
+            if let Err(e) = self.inner.store.write(batch).await {
+                tracing::warn!(error = %e, "cannot record child outcomes");
             }
         }
+    }
+
+    /// The writes recording one outcome: the child's record and the agent's stream cursor.
+    fn outcome_writes(&self, outcome: crate::registry::RunOutcome, batch: &mut Vec<Write>) {
+        // The cursor is stored with the outcome it covers: a restarted coordinator resumes the
+        // agent's stream after it and loses no outcome.
+        let cursor = Write::SetAgentCursor {
+            agent: outcome.agent.clone(),
+            incarnation: outcome.incarnation.clone(),
+            sequence: outcome.sequence,
+        };
+        if outcome.execution_id.is_empty() {
+            batch.push(cursor);
+            return;
+        }
+        let status = match switchyard_proto::RunStatus::try_from(outcome.status as i32) {
+            Ok(switchyard_proto::RunStatus::Succeeded) => ChildStatus::Succeeded,
+            Ok(switchyard_proto::RunStatus::Canceled) => ChildStatus::Canceled,
+            _ => ChildStatus::Failed,
+        };
+        if let Some(list) = self.inner.children.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&outcome.execution_id)
+        {
+            list.remove(&outcome.run_id);
+        }
+        self.forget_children_if_done(&outcome.execution_id);
+        // A full record: the outcome may arrive before the start was recorded.
+        batch.push(Write::UpsertChild(ChildRunRecord {
+            execution_id: outcome.execution_id,
+            task_path: outcome.task_path,
+            attempt: outcome.attempt,
+            agent: outcome.agent,
+            job: outcome.job,
+            run_id: outcome.run_id,
+            idempotency_key: outcome.idempotency_key,
+            status,
+            started_at: Utc::now(),
+            duration_ms: Some(outcome.duration_ms),
+            message: outcome.message,
+            package: None,
+        }));
+        batch.push(cursor);
     }
 
     /// Records runs that reconciliation stopped on agents that came back: superseded attempts
@@ -415,7 +428,7 @@ impl Executions {
     fn forget_children_if_done(&self, execution_id: &str) {
         let running = self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(execution_id);
         let mut children = self.inner.children.lock().unwrap_or_else(|p| p.into_inner());
-        if !running && children.get(execution_id).is_some_and(Vec::is_empty) {
+        if !running && children.get(execution_id).is_some_and(HashMap::is_empty) {
             children.remove(execution_id);
         }
     }
@@ -453,7 +466,7 @@ impl Executions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(execution_id)
-            .cloned()
+            .map(|list| list.values().cloned().collect())
             .unwrap_or_default();
         for child in running.into_iter().filter(|c| c.on_parent_end == OnParentEnd::Cancel) {
             let Some(mut client) = self.inner.registry.client(&child.agent) else { continue };

@@ -70,7 +70,9 @@ impl Default for StoreOptions {
 /// One change to the store. The changes of one [`Store::write`] call commit together or not at all.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    /// Records a new run; fails when the run id or its idempotency key is already stored.
+    /// Records a new run; fails when the run id or its idempotency key is already stored. An
+    /// `accepted_sequence` of 0 is set to the sequence of the next event of the same batch (its
+    /// ACCEPTED event, which follows it).
     InsertRun(RunRecord),
     /// Replaces the run with the same run id (inserting it when missing).
     UpdateRun(RunRecord),
@@ -269,6 +271,15 @@ impl Store {
         let (reply, receipt) = oneshot::channel();
         sender.send(Request::Write { batch, reply }).await.map_err(|_| self.closed())?;
         receipt.await.map_err(|_| self.closed())?
+    }
+
+    /// Queues `batch` like [`Store::write`] without waiting for its commit: writes are applied
+    /// in the order they are queued, so a later awaited write is committed with or after it.
+    /// A failure of the request is logged by the writer.
+    pub async fn queue(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        let sender = self.inner.requests.as_ref().ok_or_else(|| self.closed())?;
+        let (reply, _receipt) = oneshot::channel();
+        sender.send(Request::Write { batch, reply }).await.map_err(|_| self.closed())
     }
 
     /// Committed outbox events from now on, each once it is durable.

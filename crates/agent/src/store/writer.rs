@@ -10,7 +10,7 @@ use std::sync::mpsc::SyncSender;
 use rusqlite::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::model::OutboxEvent;
+use crate::model::{OutboxEvent, RunRecord};
 
 use super::rows::{self, Unsigned};
 use super::schema::{META_LAST_INSTANCE_ID, META_LAST_SEQUENCE, RESERVED_META_KEYS};
@@ -158,8 +158,11 @@ impl Writer {
             match request {
                 Request::Write { reply, .. } => {
                     self.shared.requests.fetch_add(1, Ordering::Relaxed);
-                    // A caller that stopped waiting still had its write committed.
-                    let _ = reply.send(outcome);
+                    // A caller that stopped waiting (or queued without waiting) still had its
+                    // write committed, or its failure is logged here.
+                    if let Err(Err(error)) = reply.send(outcome) {
+                        tracing::error!(path = %self.shared.path.display(), %error, "a queued write failed");
+                    }
                 }
                 Request::Shutdown { reply } => {
                     next = Continue::Stop;
@@ -240,6 +243,10 @@ impl Writer {
         let sqlite = |error| sqlite_error(path, error);
         for write in batch {
             match write {
+                Write::InsertRun(run) if run.accepted_sequence == 0 => {
+                    let run = RunRecord { accepted_sequence: self.last_sequence + 1, ..run.clone() };
+                    rows::put_run(connection, rows::INSERT_RUN, &run).map_err(sqlite)?
+                }
                 Write::InsertRun(run) => rows::put_run(connection, rows::INSERT_RUN, run).map_err(sqlite)?,
                 Write::UpdateRun(run) => rows::put_run(connection, rows::UPSERT_RUN, run).map_err(sqlite)?,
                 Write::AppendHistory(row) => {
