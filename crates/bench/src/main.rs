@@ -3,6 +3,11 @@
 //! `cost`, `detection`, `scale`, `peers`. `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
 //! `noop_package` or `noop_command`, and for `fanout` also `hold` or `direct`.
 
+/// mimalloc: the allocator-heavy paths (gRPC, SQLite rows, the engine) spend markedly less time
+/// in it than in glibc malloc (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cluster;
 mod cost;
 mod detection;

@@ -1,5 +1,10 @@
 //! `switchyard`: run and validate packages (dtexec), and talk to coordinators and agents.
 
+/// mimalloc: the allocator-heavy paths (gRPC, SQLite rows, the engine) spend markedly less time
+/// in it than in glibc malloc (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 
 use std::process::ExitCode;
