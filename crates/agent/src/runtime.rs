@@ -126,6 +126,9 @@ pub struct AgentRuntime {
     pub packages: crate::package_cache::PackageCache,
     jobs: RwLock<BTreeMap<String, JobEntry>>,
     active: Mutex<HashMap<String, ActiveRun>>,
+    /// Active runs per job (locked after `active`, never before): the concurrency policy's
+    /// count without a scan of every active run.
+    active_per_job: Mutex<HashMap<String, usize>>,
     pub(crate) slots: Arc<Semaphore>,
     draining: AtomicBool,
     epoch: AtomicU64,
@@ -155,6 +158,7 @@ impl AgentRuntime {
             packages: Default::default(),
             jobs: RwLock::new(BTreeMap::new()),
             active: Mutex::new(HashMap::new()),
+            active_per_job: Mutex::new(HashMap::new()),
             slots,
             draining: AtomicBool::new(false),
             epoch: AtomicU64::new(epoch),
@@ -240,9 +244,23 @@ impl AgentRuntime {
         }
     }
 
+    /// Removes a run from the active runs and its job's count.
+    fn forget_active(&self, run_id: &str) {
+        let mut active = self.lock_active();
+        if let Some(run) = active.remove(run_id) {
+            let mut counts = self.active_per_job.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = counts.get_mut(&run.job) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&run.job);
+                }
+            }
+        }
+    }
+
     /// Forgets an ended run and wakes whoever waits for runs to end.
     pub(crate) fn finish_run(&self, run_id: &str, idempotency_key: Option<&str>) {
-        self.lock_active().remove(run_id);
+        self.forget_active(run_id);
         if let Some(key) = idempotency_key {
             // Later repeats of the key are answered from the store.
             self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
@@ -352,7 +370,7 @@ impl AgentRuntime {
         let receipt = match self.store.write(batch).await {
             Ok(r) => r,
             Err(e) => {
-                self.lock_active().remove(&run_id);
+                self.forget_active(&run_id);
                 return Err(e.into());
             }
         };
@@ -381,7 +399,10 @@ impl AgentRuntime {
         cancel: &CancellationToken,
     ) -> Result<(RunStatus, Permits), Error> {
         let mut active = self.lock_active();
-        let of_job: Vec<&ActiveRun> = active.values().filter(|r| r.job == request.job).collect();
+        let running_of_job = self.active_per_job.lock().unwrap_or_else(|p| p.into_inner()).get(&request.job).copied();
+        let running_of_job = running_of_job.unwrap_or(0);
+        // The job's runs are listed only when a policy needs them (a refusal, a queue).
+        let of_job = || -> Vec<&ActiveRun> { active.values().filter(|r| r.job == request.job).collect() };
         let refusal = |other: &ActiveRun| {
             format!(
                 "Request to run job {} (from User {}) refused because the job is already running from a request by User {}.",
@@ -391,20 +412,22 @@ impl AgentRuntime {
         let mut queued = false;
         match entry.definition.concurrency {
             Concurrency::Forbid => {
-                if let Some(other) = of_job.first() {
+                if running_of_job > 0
+                    && let Some(other) = of_job().first()
+                {
                     return Err(Error::AlreadyRunning(refusal(other)));
                 }
             }
             Concurrency::Allow { max_running } => {
-                if of_job.len() >= max_running as usize
-                    && let Some(other) = of_job.first()
+                if running_of_job >= max_running as usize
+                    && let Some(other) = of_job().first()
                 {
                     return Err(Error::AlreadyRunning(format!("{} (max_running = {max_running})", refusal(other))));
                 }
             }
             Concurrency::Queue { max_queue } => {
-                if !of_job.is_empty() {
-                    let waiting = of_job.iter().filter(|r| r.status == RunStatus::Queued).count();
+                if running_of_job > 0 {
+                    let waiting = of_job().iter().filter(|r| r.status == RunStatus::Queued).count();
                     if waiting >= max_queue as usize {
                         return Err(Error::Exhausted(format!(
                             "the queue of job \"{}\" is full ({waiting} waiting, max_queue = {max_queue}); try again later",
@@ -429,6 +452,7 @@ impl AgentRuntime {
             }
         }
         let status = if queued { RunStatus::Queued } else { RunStatus::Running };
+        *self.active_per_job.lock().unwrap_or_else(|p| p.into_inner()).entry(request.job.clone()).or_default() += 1;
         active.insert(
             run_id.to_string(),
             ActiveRun {

@@ -13,6 +13,7 @@
 
 mod error;
 mod queries;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
@@ -218,7 +219,8 @@ impl Store {
         // A full signal slot means a checkpoint is already due; the writer never waits on it.
         let (signal, signals) = std::sync::mpsc::sync_channel(1);
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
-        let writer = writer::Writer::new(opened.connection, shared.clone(), options, opened.last_instance_id, signal);
+        let writer = writer::Writer::new(opened.connection, shared.clone(), options, opened.last_instance_id, signal)
+            .map_err(|e| writer::sqlite_error(&path, e))?;
         let writer_thread = spawn(&path, "store writer", move || writer.run(queue))?;
         let wal = shared.wal.clone();
         let checkpointer_thread = spawn(&path, "store checkpointer", move || {

@@ -42,13 +42,8 @@ pub(super) const UPSERT_RUN: &str = "INSERT INTO runs (run_id, job, status, idem
     current_step = excluded.current_step, job_hash = excluded.job_hash, package_hashes = excluded.package_hashes, \
     accepted_sequence = excluded.accepted_sequence, process_groups = excluded.process_groups";
 
-/// Keeps the newest `?2` history rows of job `?1`.
-pub(super) const TRIM_HISTORY_OF_JOB: &str = "DELETE FROM history WHERE job = ?1 AND instance_id <= \
-    (SELECT instance_id FROM history WHERE job = ?1 ORDER BY instance_id DESC LIMIT 1 OFFSET ?2)";
-
-/// Keeps the newest `?1` history rows overall.
-pub(super) const TRIM_HISTORY: &str = "DELETE FROM history WHERE instance_id <= \
-    (SELECT instance_id FROM history ORDER BY instance_id DESC LIMIT 1 OFFSET ?1)";
+/// Deletes one history row (retention).
+pub(super) const DELETE_HISTORY_ROW: &str = "DELETE FROM history WHERE instance_id = ?1";
 
 /// Sets a meta value.
 pub(super) const SET_META: &str =

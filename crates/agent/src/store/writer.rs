@@ -1,7 +1,6 @@
 //! The writer thread: group commit of queued requests, a savepoint per request, sequence and
 //! instance id assignment, history retention, and publication of events once durable.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::model::{OutboxEvent, RunRecord};
 
+use super::retention::Retention;
 use super::rows::{self, Unsigned};
 use super::schema::{META_LAST_INSTANCE_ID, META_LAST_SEQUENCE, RESERVED_META_KEYS};
 use super::{EVENT_CHANNEL, StoreError, StoreOptions, StoreStats, Write, WriteReceipt};
@@ -77,6 +77,7 @@ pub(super) struct Writer {
     checkpoint: SyncSender<()>,
     commits_since_signal: u32,
     records_since_signal: usize,
+    retention: Retention,
 }
 
 impl Writer {
@@ -86,9 +87,10 @@ impl Writer {
         options: StoreOptions,
         last_instance_id: u64,
         checkpoint: SyncSender<()>,
-    ) -> Writer {
+    ) -> rusqlite::Result<Writer> {
         let last_sequence = shared.last_sequence.load(Ordering::Acquire);
-        Writer {
+        let retention = Retention::load(&connection, options.history_max_rows, options.history_max_rows_per_job)?;
+        Ok(Writer {
             connection,
             shared,
             options,
@@ -97,7 +99,8 @@ impl Writer {
             checkpoint,
             commits_since_signal: 0,
             records_since_signal: 0,
-        }
+            retention,
+        })
     }
 
     /// Commits whatever is queued, batch after batch, until the queue closes or a shutdown.
@@ -146,6 +149,7 @@ impl Writer {
                 tracing::error!(path = %self.shared.path.display(), %error, requests = requests.len(), "store commit failed");
                 self.rollback();
                 (self.last_sequence, self.last_instance_id) = before;
+                self.reload_retention();
                 let error = Arc::new(error);
                 outcomes.clear();
                 outcomes.resize_with(requests.len(), || {
@@ -182,17 +186,17 @@ impl Writer {
     ) -> rusqlite::Result<()> {
         let before = (self.last_sequence, self.last_instance_id);
         self.connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let mut history_jobs = HashSet::new();
+        let mut history_rows = Vec::new();
         for request in requests {
             let outcome = match request {
-                Request::Write { batch, .. } => self.apply_request(batch, &mut history_jobs)?,
+                Request::Write { batch, .. } => self.apply_request(batch, &mut history_rows)?,
                 // Stands in so outcomes line up with requests; a shutdown has nothing to report.
                 Request::Shutdown { .. } => Ok(WriteReceipt::default()),
             };
             outcomes.push(outcome);
         }
-        if !history_jobs.is_empty() {
-            self.trim_history(&history_jobs)?;
+        if !history_rows.is_empty() {
+            self.trim_history(history_rows)?;
         }
         if self.last_sequence != before.0 {
             rows::set_meta(&self.connection, META_LAST_SEQUENCE, &self.last_sequence.to_string())?;
@@ -209,7 +213,7 @@ impl Writer {
     fn apply_request(
         &mut self,
         batch: &[Write],
-        history_jobs: &mut HashSet<String>,
+        history_rows: &mut Vec<(u64, String)>,
     ) -> rusqlite::Result<Result<WriteReceipt, StoreError>> {
         let before = (self.last_sequence, self.last_instance_id);
         self.connection.prepare_cached("SAVEPOINT request")?.execute([])?;
@@ -218,7 +222,7 @@ impl Writer {
         match self.apply_writes(batch, &mut receipt, &mut jobs) {
             Ok(()) => {
                 self.connection.prepare_cached("RELEASE request")?.execute([])?;
-                history_jobs.extend(jobs);
+                history_rows.extend(jobs);
                 Ok(Ok(receipt))
             }
             Err(error) => {
@@ -236,7 +240,7 @@ impl Writer {
         &mut self,
         batch: &[Write],
         receipt: &mut WriteReceipt,
-        jobs: &mut Vec<String>,
+        jobs: &mut Vec<(u64, String)>,
     ) -> Result<(), StoreError> {
         let path = &self.shared.path;
         let connection = &self.connection;
@@ -254,7 +258,7 @@ impl Writer {
                     rows::insert_history(connection, instance_id, row).map_err(sqlite)?;
                     self.last_instance_id = instance_id;
                     receipt.instance_ids.push(instance_id);
-                    jobs.push(row.job.clone());
+                    jobs.push((instance_id, row.job.clone()));
                 }
                 Write::AppendEvent(event) => {
                     let event = OutboxEvent { sequence: self.last_sequence + 1, ..event.clone() };
@@ -286,32 +290,41 @@ impl Writer {
         Ok(())
     }
 
-    /// Keeps the newest rows per job (for the jobs just written) and overall, as SQL Server
-    /// Agent does. Inside a savepoint: a failure here is logged and left for the next batch
-    /// rather than failing writes that were fine.
-    fn trim_history(&self, jobs: &HashSet<String>) -> rusqlite::Result<()> {
+    /// Keeps the newest rows per job and overall, as SQL Server Agent does: the rows `added`
+    /// push out are deleted by id. Inside a savepoint: a failure here is logged and left for the
+    /// next batch rather than failing writes that were fine.
+    fn trim_history(&mut self, added: Vec<(u64, String)>) -> rusqlite::Result<()> {
+        let evicted = self.retention.add(added);
+        if evicted.is_empty() {
+            return Ok(());
+        }
         let connection = &self.connection;
         connection.prepare_cached("SAVEPOINT retention")?.execute([])?;
         let trimmed = (|| -> rusqlite::Result<()> {
-            if self.options.history_max_rows_per_job > 0 {
-                let mut trim = connection.prepare_cached(rows::TRIM_HISTORY_OF_JOB)?;
-                for job in jobs {
-                    trim.execute(rusqlite::params![job, Unsigned(self.options.history_max_rows_per_job as u64)])?;
-                }
-            }
-            if self.options.history_max_rows > 0 {
-                connection
-                    .prepare_cached(rows::TRIM_HISTORY)?
-                    .execute([Unsigned(self.options.history_max_rows as u64)])?;
+            let mut delete = connection.prepare_cached(rows::DELETE_HISTORY_ROW)?;
+            for id in evicted {
+                delete.execute([Unsigned(id)])?;
             }
             Ok(())
         })();
         if let Err(error) = trimmed {
             tracing::warn!(path = %self.shared.path.display(), %error, "trimming job history failed; retried on the next write");
             connection.prepare_cached("ROLLBACK TO retention")?.execute([])?;
+            connection.prepare_cached("RELEASE retention")?.execute([])?;
+            self.reload_retention();
+            return Ok(());
         }
         connection.prepare_cached("RELEASE retention")?.execute([])?;
         Ok(())
+    }
+
+    /// Reads the kept history rows again after a write that did not go as recorded.
+    fn reload_retention(&mut self) {
+        let options = &self.options;
+        match Retention::load(&self.connection, options.history_max_rows, options.history_max_rows_per_job) {
+            Ok(retention) => self.retention = retention,
+            Err(error) => tracing::error!(path = %self.shared.path.display(), %error, "cannot read job history ids"),
+        }
     }
 
     fn rollback(&self) {
@@ -365,7 +378,8 @@ mod tests {
         let shared = Arc::new(Shared::new(path.clone(), opened.last_sequence));
         let (signal, _signals) = sync_channel(1);
         let mut writer =
-            Writer::new(opened.connection, shared.clone(), StoreOptions::default(), opened.last_instance_id, signal);
+            Writer::new(opened.connection, shared.clone(), StoreOptions::default(), opened.last_instance_id, signal)
+                .expect("writer");
         let request = |batch| {
             let (reply, receipt) = oneshot::channel();
             (Request::Write { batch, reply }, receipt)
