@@ -135,7 +135,7 @@ pub(crate) async fn watch(
     after_sequence: u64,
     incarnation: &str,
 ) -> Streaming<RunEvent> {
-    let request = WatchRunsRequest { after_sequence, incarnation: incarnation.to_string() };
+    let request = WatchRunsRequest { after_sequence, incarnation: incarnation.to_string(), kinds: Vec::new() };
     client.watch_runs(request).await.unwrap_or_else(|e| panic!("WatchRuns: {e:?}")).into_inner()
 }
 
@@ -210,6 +210,28 @@ async fn start_returns_before_the_job_ends() {
     }
     let ended = get_run(&mut client, &started.run_id).await;
     assert_eq!(run_status(&ended), RunStatus::Succeeded, "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watcher_that_asks_for_some_kinds_gets_only_those_replayed_and_live() {
+    let ws = Workspace::new();
+    let gate = ws.path("GO");
+    let agent = AgentProcess::setup(&ws).job("gated.toml", &gated_job("gated", &gate, "")).start().await;
+    let mut client = agent.client().await;
+    let first = start(&mut client, "gated", "alice").await;
+    let kinds = vec![RunEventKind::Accepted as i32, RunEventKind::Finished as i32];
+    let request = WatchRunsRequest { after_sequence: 0, incarnation: first.incarnation.clone(), kinds: kinds.clone() };
+    let mut events = client.watch_runs(request).await.expect("WatchRuns").into_inner();
+
+    // Replayed from the outbox: the first run's ACCEPTED (its STARTED is left out).
+    let accepted = next_event(&mut events).await;
+    assert_eq!((accepted.run_id.as_str(), accepted.kind), (first.run_id.as_str(), RunEventKind::Accepted as i32));
+    open_gate(&gate);
+    let rest = events_until_finished(&mut events, &first.run_id).await;
+
+    assert_eq!(rest.len(), 1, "only the FINISHED event follows: {rest:?}");
+    assert!(rest[0].sequence > accepted.sequence + 1, "the progress events in between were skipped: {rest:?}");
+    assert_eq!(rest[0].status, RunStatus::Succeeded as i32, "{rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

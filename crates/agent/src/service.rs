@@ -158,7 +158,8 @@ impl pb::agent_server::Agent for AgentService {
             self.consumed.fetch_max(after, Ordering::SeqCst);
         }
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(feed_watcher(self.runtime.clone(), after, tx));
+        let kinds = EventFilter(r.kinds);
+        tokio::spawn(feed_watcher(self.runtime.clone(), after, kinds, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -263,7 +264,21 @@ impl pb::agent_server::Agent for AgentService {
 
 /// Sends outbox events after `after`: first from the store, then live ones as they commit,
 /// going back to the store whenever the live feed skips (lag). Ends at shutdown.
-async fn feed_watcher(runtime: Arc<AgentRuntime>, mut last: u64, tx: mpsc::Sender<Result<pb::RunEvent, Status>>) {
+/// The event kinds a watcher asked for; empty: every kind.
+struct EventFilter(Vec<i32>);
+
+impl EventFilter {
+    fn wants(&self, event: &crate::model::OutboxEvent) -> bool {
+        self.0.is_empty() || self.0.contains(&(wire::event_kind(event.kind) as i32))
+    }
+}
+
+async fn feed_watcher(
+    runtime: Arc<AgentRuntime>,
+    mut last: u64,
+    kinds: EventFilter,
+    tx: mpsc::Sender<Result<pb::RunEvent, Status>>,
+) {
     let incarnation = runtime.store.incarnation().to_string();
     let mut live = runtime.store.subscribe();
     loop {
@@ -280,7 +295,7 @@ async fn feed_watcher(runtime: Arc<AgentRuntime>, mut last: u64, tx: mpsc::Sende
             }
             for event in page {
                 last = event.sequence;
-                if tx.send(Ok(wire::run_event(&event, &incarnation))).await.is_err() {
+                if kinds.wants(&event) && tx.send(Ok(wire::run_event(&event, &incarnation))).await.is_err() {
                     return;
                 }
             }
@@ -299,7 +314,7 @@ async fn feed_watcher(runtime: Arc<AgentRuntime>, mut last: u64, tx: mpsc::Sende
                         return;
                     }
                     last = event.sequence;
-                    if tx.send(Ok(wire::run_event(&event, &incarnation))).await.is_err() {
+                    if kinds.wants(&event) && tx.send(Ok(wire::run_event(&event, &incarnation))).await.is_err() {
                         return;
                     }
                 }

@@ -41,7 +41,7 @@ fn history_status(status: HistoryStatus) -> pb::HistoryStatus {
     }
 }
 
-fn event_kind(kind: EventKind) -> pb::RunEventKind {
+pub fn event_kind(kind: EventKind) -> pb::RunEventKind {
     match kind {
         EventKind::Accepted => pb::RunEventKind::Accepted,
         EventKind::Started => pb::RunEventKind::Started,

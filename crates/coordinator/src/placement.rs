@@ -66,10 +66,12 @@ impl Candidate {
 /// The agents of `pool` that may take a start now, best first: up, labelled `pool`, not in
 /// `exclude`, with a free slot.
 ///
-/// `least_loaded` orders by the share of slots in use, then by free slots (more first), then by
-/// name. `round_robin` walks `candidates` in their given order, starting at `round_robin_cursor`
-/// (an index into `candidates`) and moves the cursor past the first agent returned, so the next
-/// call starts at the agent after it; callers pass the candidates in a stable order (by name).
+/// `least_loaded` orders by the share of slots in use, then by free slots (more first), then in
+/// turn: ties go to the first agent at or after the cursor, so equally loaded agents (all idle,
+/// say) share the starts instead of the first by name taking them all. `round_robin` walks
+/// `candidates` in their given order from the cursor. Both take `round_robin_cursor` (an index
+/// into `candidates`) and move it past the first agent returned, so the next call starts at the
+/// agent after it; callers pass the candidates in a stable order (by name).
 pub fn order(
     strategy: PlacementStrategy,
     candidates: &[Candidate],
@@ -79,13 +81,20 @@ pub fn order(
 ) -> Vec<String> {
     match strategy {
         PlacementStrategy::LeastLoaded => {
-            let mut eligible: Vec<&Candidate> = candidates.iter().filter(|c| c.is_eligible(pool, exclude)).collect();
-            eligible.sort_by(|a, b| {
+            let n = candidates.len().max(1);
+            let start = *round_robin_cursor % n;
+            let turn = |index: usize| (index + n - start) % n;
+            let mut eligible: Vec<(usize, &Candidate)> =
+                candidates.iter().enumerate().filter(|(_, c)| c.is_eligible(pool, exclude)).collect();
+            eligible.sort_by(|(i, a), (j, b)| {
                 by_share_of_slots(a, b)
                     .then_with(|| free_slots(b).cmp(&free_slots(a)))
-                    .then_with(|| a.name.cmp(&b.name))
+                    .then_with(|| turn(*i).cmp(&turn(*j)))
             });
-            eligible.into_iter().map(|c| c.name.clone()).collect()
+            if let Some((index, _)) = eligible.first() {
+                *round_robin_cursor = (index + 1) % n;
+            }
+            eligible.into_iter().map(|(_, c)| c.name.clone()).collect()
         }
         PlacementStrategy::RoundRobin => {
             if candidates.is_empty() {
@@ -152,11 +161,26 @@ mod tests {
     }
 
     #[test]
-    fn equal_shares_prefer_more_free_slots_then_the_name() {
-        let candidates = [agent("b", 2, 1), agent("c", 4, 2), agent("a", 2, 1)];
+    fn equal_shares_prefer_more_free_slots_then_take_turns() {
+        let candidates = [agent("a", 2, 1), agent("b", 2, 1), agent("c", 4, 2)];
         assert_eq!(least_loaded(&candidates), ["c", "a", "b"]);
-        let candidates = [agent("b", 2, 0), agent("a", 2, 0)];
-        assert_eq!(least_loaded(&candidates), ["a", "b"], "ties are stable, by name");
+        let candidates = [agent("a", 2, 0), agent("b", 2, 0)];
+        assert_eq!(least_loaded(&candidates), ["a", "b"], "from the cursor (0)");
+        let mut cursor = 1;
+        let order = order(PlacementStrategy::LeastLoaded, &candidates, "etl", &HashSet::new(), &mut cursor);
+        assert_eq!(order, ["b", "a"], "from the cursor (1)");
+        assert_eq!(cursor, 0, "moved past the agent chosen");
+    }
+
+    #[test]
+    fn least_loaded_shares_starts_among_idle_agents_whose_runs_end_at_once() {
+        // Loads never change (each run ends before the next start): turns decide.
+        let candidates: Vec<Candidate> = ["a", "b", "c", "d"].iter().map(|n| agent(n, 4, 0)).collect();
+        let mut cursor = 0;
+        let firsts: Vec<String> = (0..8)
+            .map(|_| order(PlacementStrategy::LeastLoaded, &candidates, "etl", &HashSet::new(), &mut cursor)[0].clone())
+            .collect();
+        assert_eq!(firsts, ["a", "b", "c", "d", "a", "b", "c", "d"]);
     }
 
     #[test]

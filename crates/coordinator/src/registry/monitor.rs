@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use switchyard_proto::agent_client::AgentClient;
-use switchyard_proto::{GetLoadRequest, GetLoadResponse, RunEvent, WatchRunsRequest};
+use switchyard_proto::{GetLoadRequest, GetLoadResponse, RunEvent, RunEventKind, WatchRunsRequest};
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -244,7 +244,10 @@ impl Monitor {
             return Err(Failure::Unanswered("removed".to_string()));
         };
         let mut client = self.client.clone();
-        let request = WatchRunsRequest { after_sequence, incarnation };
+        // ACCEPTED and FINISHED are all the registry uses (active runs, outcomes): the agent
+        // leaves out the progress events in between.
+        let kinds = vec![RunEventKind::Accepted as i32, RunEventKind::Finished as i32];
+        let request = WatchRunsRequest { after_sequence, incarnation, kinds };
         match tokio::time::timeout(self.settings.down_after, client.watch_runs(request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(classify("WatchRuns", &status)),

@@ -6,9 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use super::RunOutcome;
 
 /// How many finished runs the registry remembers (per registry, over all agents). A waiter asks
-/// right after its start was accepted, so the oldest entries are long past any waiter; 100,000
-/// outcomes are a few tens of MB at most.
-pub const OUTCOME_CACHE_CAPACITY: usize = 100_000;
+/// right after its start was accepted, so the oldest entries are long past any waiter; 20,000
+/// outcomes (about 0.5 KiB each) bound the cache near 10 MiB. (100,000 held about 50 MiB for
+/// good after a large fan-out: the `scale` bench.)
+pub const OUTCOME_CACHE_CAPACITY: usize = 20_000;
 
 /// Outcomes keyed by (agent, run id), the oldest evicted first.
 #[derive(Debug)]

@@ -79,7 +79,8 @@ enum Followed {
 impl Watch<'_> {
     /// One WatchRuns stream from `after`, until the run finishes or the stream breaks.
     async fn follow(&mut self) -> Result<Followed, Failure> {
-        let watch = WatchRunsRequest { after_sequence: self.after, incarnation: self.incarnation.clone() };
+        let watch =
+            WatchRunsRequest { after_sequence: self.after, incarnation: self.incarnation.clone(), kinds: Vec::new() };
         let mut client = self.agent.client();
         // Only opening the stream has a deadline: a run may take hours between events.
         let mut stream = match tokio::time::timeout(CALL_DEADLINE, client.watch_runs(watch)).await {
