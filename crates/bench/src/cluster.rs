@@ -28,11 +28,18 @@ pub const JOB_PACKAGE: &str = "noop_package";
 /// A job that runs `true`: one process per run.
 pub const JOB_COMMAND: &str = "noop_command";
 
+/// A job whose child package sleeps for 400 ms ([`WORK_MS`]): its runs are still running for a
+/// while after they start, so an agent holds some when it fails.
+pub const JOB_WORK: &str = "work_package";
+
+/// How long a run of [`JOB_WORK`] sleeps, in ms.
+pub const WORK_MS: u64 = 400;
+
 /// A job whose child package sleeps for an hour: its runs hold their slots, so only the start
 /// path is measured.
 pub const JOB_HOLD: &str = "hold_package";
 
-const JOBS: [(&str, &str); 3] = [
+const JOBS: [(&str, &str); 4] = [
     (
         "noop_package.toml",
         "name = \"noop_package\"\nconcurrency = \"allow\"\nmax_running = 1000000\n\n[[steps]]\nname = \"noop\"\npackage = \"noop.toml\"\n",
@@ -45,11 +52,16 @@ const JOBS: [(&str, &str); 3] = [
         "hold_package.toml",
         "name = \"hold_package\"\nconcurrency = \"allow\"\nmax_running = 1000000\n\n[[steps]]\nname = \"hold\"\npackage = \"hold.toml\"\n",
     ),
+    (
+        "work_package.toml",
+        "name = \"work_package\"\nconcurrency = \"allow\"\nmax_running = 1000000\n\n[[steps]]\nname = \"work\"\npackage = \"work.toml\"\n",
+    ),
 ];
 
-const PACKAGES: [(&str, &str); 2] = [
+const PACKAGES: [(&str, &str); 3] = [
     ("noop.toml", "[package]\nname = \"noop\"\n\n[[tasks]]\nname = \"nothing\"\nkind = \"sleep\"\nduration = \"0s\"\n"),
     ("hold.toml", "[package]\nname = \"hold\"\n\n[[tasks]]\nname = \"hold\"\nkind = \"sleep\"\nduration = \"1h\"\n"),
+    ("work.toml", "[package]\nname = \"work\"\n\n[[tasks]]\nname = \"work\"\nkind = \"sleep\"\nduration = \"400ms\"\n"),
 ];
 
 /// How long a child process may take to print its address.
@@ -169,13 +181,18 @@ impl Cluster {
     /// Starts `agents` agent processes with `slots` slots each, and the coordinator; waits until
     /// it sees them all up. Must be called within a tokio runtime.
     pub async fn start(agents: usize, slots: u32) -> Self {
+        Self::start_with_binary(&binary("switchyard-agent"), agents, slots).await
+    }
+
+    /// [`Cluster::start`] with an agent binary found (and built) beforehand: scenarios that start
+    /// a cluster per run call [`binary`] once, so cargo runs once.
+    pub async fn start_with_binary(agent_binary: &Path, agents: usize, slots: u32) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let agent_binary = binary("switchyard-agent");
         let mut processes = Vec::new();
         let mut statics = Vec::new();
         for i in 0..agents {
             let name = format!("agent-{i}");
-            let process = spawn_agent(&agent_binary, &dir.path().join(&name), &name, slots);
+            let process = spawn_agent(agent_binary, &dir.path().join(&name), &name, slots);
             statics.push(StaticAgent { name, address: process.address.to_string(), labels: None });
             processes.push(process);
         }
