@@ -1,7 +1,9 @@
 //! Where and how often a start happens when things go wrong (DESIGN.md §4 Fencing, Retries and
 //! failover, Failure simulation; §5 drain): a StartJob reply held back past start_timeout is
-//! asked again with the same key, so the job runs exactly once; a drained agent gets no new
-//! placements until it is undrained.
+//! asked again with the same key, so the job runs exactly once; a start held by an agent that
+//! hangs is given up when the agent is declared down, runs elsewhere, and the held one is stopped
+//! as superseded when the agent resumes; a drained agent gets no new placements until it is
+//! undrained.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +58,66 @@ async fn a_start_delayed_past_its_deadline_runs_exactly_once() {
     assert_eq!((run.execution_id.as_str(), run.task_path.as_str()), (text(&ran["execution_id"]), "Load"), "{run:?}");
     let key_prefix = format!("{}/Load/", text(&ran["execution_id"]));
     assert!(run.idempotency_key.starts_with(&key_prefix), "the key names execution, task and attempt: {run:?}");
+}
+
+const HELD: &str = r#"[package]
+name = "held-start"
+
+[[tasks]]
+name = "Work"
+kind = "agent_job"
+pool = "etl"
+job = "work"
+wait = true
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_held_by_a_hung_agent_runs_elsewhere_and_the_held_one_is_superseded() {
+    let cluster = FailureClusterSetup::new(Workspace::new())
+        .agent("server-a", &["etl"], 2)
+        .agent("server-b", &["etl"], 2)
+        .agent_setting("server-b", "allow_fault_injection", "true")
+        // server-b's run would outlive the test unless stopped; server-a's succeeds at once.
+        .agent_job("server-a", "work.toml", &quick_job("work", ""))
+        .agent_job("server-b", "work.toml", &script_job("work", "sleep 120"))
+        .coordinator_setting("down_after", "\"1s\"")
+        .coordinator_setting("start_timeout", "\"30s\"")
+        .start()
+        .await;
+    // server-b hangs (its handlers wait, its connections stay open) while it is the only agent
+    // placements may use, so the start goes to it and is held there.
+    drain(&cluster, "server-a", Placements::Stop).await;
+    wait_for_agent_state(&cluster, "server-a", "draining").await;
+    chaos(&cluster, "server-b", &["hang", "--for", "4s"]).await;
+    let package = cluster.package("held.toml", HELD);
+    let execution_id = cluster.detach(&package).await;
+    drain(&cluster, "server-a", Placements::Resume).await;
+
+    let ended = cluster.wait_for_end(&execution_id).await;
+    let superseded = cluster.wait_for_child(&execution_id, "Work", "superseded").await;
+    let report = cluster.report_json(&execution_id).await;
+
+    assert_eq!(ended.status, "succeeded", "the start given up on server-b ran on server-a: {ended:?}\n{report:#}");
+    assert_eq!(superseded.agent, "server-b", "{superseded:?}");
+    let statuses: BTreeMap<&str, &str> = report["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| (text(&c["agent"]), text(&c["status"])))
+        .collect();
+    assert_eq!(statuses, BTreeMap::from([("server-a", "succeeded"), ("server-b", "superseded")]), "{report:#}");
+    let mut b = cluster.agent_client("server-b").await;
+    let stopped = eventually_async(WAIT, "server-b's held run to end", || {
+        let mut b = b.clone();
+        let run_id = superseded.run_id.clone();
+        async move { Some(get_run(&mut b, &run_id).await).filter(|r| run_status(r) != RunStatus::Running) }
+    })
+    .await;
+    assert_eq!(run_status(&stopped), RunStatus::Canceled, "the held start was stopped, not run: {stopped:?}");
+    let rows = history(&mut b, "work").await;
+    let outcomes: Vec<_> = rows.iter().filter(|r| r.step_id == 0).collect();
+    assert_eq!(outcomes.len(), 1, "server-b ran only the held start: {rows:#?}");
+    assert_eq!(row_status(outcomes[0]), HistoryStatus::Canceled, "and it was stopped: {rows:#?}");
 }
 
 /// A package of `count` waited tasks on the `etl` pool, all started at once.

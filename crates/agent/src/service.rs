@@ -53,7 +53,12 @@ impl pb::agent_server::Agent for AgentService {
             task_path: r.task_path,
             attempt: r.attempt,
         };
-        let accepted = self.runtime.start_job(start).await?;
+        // On its own task: a caller that gives up (a deadline, a reset stream) must not leave a
+        // start half done, recorded and holding a slot but never run.
+        let runtime = self.runtime.clone();
+        let accepted = tokio::spawn(async move { runtime.start_job(start).await })
+            .await
+            .map_err(|e| Status::internal(format!("the start failed: {e}")))??;
         if let Some(delay) = self.runtime.faults.reply_delay() {
             // The run is accepted and recorded; only the reply is late (a lost or slow reply).
             tokio::time::sleep(delay).await;

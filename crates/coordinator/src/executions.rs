@@ -411,12 +411,29 @@ impl Executions {
                 }
                 StopReason::Canceled => (ChildStatus::Canceled, "canceled with its execution when its agent came back"),
             };
-            let write = Write::UpdateChildStatus {
-                agent: stop.agent.clone(),
-                run_id: stop.run_id.clone(),
-                status,
-                duration_ms: None,
-                message: message.to_string(),
+            let write = match stop.run {
+                // A run the coordinator never had as a child (its start was given up): recorded whole.
+                Some(run) => Write::UpsertChild(ChildRunRecord {
+                    execution_id: run.execution_id,
+                    task_path: run.task_path,
+                    attempt: run.attempt,
+                    agent: stop.agent.clone(),
+                    job: run.job,
+                    run_id: stop.run_id.clone(),
+                    idempotency_key: run.idempotency_key,
+                    status,
+                    started_at: Utc::now(),
+                    duration_ms: None,
+                    message: message.to_string(),
+                    package: None,
+                }),
+                None => Write::UpdateChildStatus {
+                    agent: stop.agent.clone(),
+                    run_id: stop.run_id.clone(),
+                    status,
+                    duration_ms: None,
+                    message: message.to_string(),
+                },
             };
             if let Err(e) = self.inner.store.write(vec![write]).await {
                 tracing::warn!(error = %e, "cannot record a stopped child run");

@@ -322,6 +322,12 @@ impl AgentJobs {
             let reply = tokio::select! {
                 reply = client.start_job(call) => reply,
                 _ = request.cancel.cancelled() => return Err(Refusal::Fatal("canceled while starting".into())),
+                _ = self.registry.declared_down(agent) => {
+                    // A hung agent may still hold the request and accept it when it resumes:
+                    // that run is then stopped as superseded (fencing by key).
+                    self.registry.supersede_when_accepted(agent, key);
+                    return Err(Refusal::Skip(format!("agent \"{agent}\" was declared down while starting")));
+                }
             };
             match reply {
                 Ok(response) => return Ok(response.into_inner()),
@@ -332,6 +338,7 @@ impl AgentJobs {
                         tracing::warn!(%agent, key, "start reply missed its deadline; asking again with the same key");
                     }
                     Code::DeadlineExceeded | Code::Cancelled => {
+                        self.registry.supersede_when_accepted(agent, key);
                         return Err(Refusal::Skip(format!("agent \"{agent}\" was declared down while starting")));
                     }
                     Code::Unavailable | Code::Unknown => {

@@ -29,7 +29,7 @@ use crate::config::{CoordinatorConfig, agent_url, is_valid_name};
 use crate::placement::{self, PlacementStrategy};
 pub use monitor::is_connection_refused;
 pub use outcomes::OUTCOME_CACHE_CAPACITY;
-pub use reconcile::{StopReason, Stopped};
+pub use reconcile::{StopReason, Stopped, StoppedRun};
 pub use reservation::Reservation;
 use state::{AgentEntry, Liveness, State};
 

@@ -59,6 +59,8 @@ pub(super) struct Monitor {
     name: String,
     generation: u64,
     client: AgentClient<Channel>,
+    /// `host:port`, for a direct connect check.
+    authority: String,
     probe: Arc<Notify>,
     stop: CancellationToken,
     settings: RegistrySettings,
@@ -72,6 +74,7 @@ impl Monitor {
             name: entry.name.clone(),
             generation: entry.generation,
             client: AgentClient::new(entry.channel.clone()),
+            authority: entry.url.split_once("://").map_or(entry.url.as_str(), |(_, rest)| rest).to_string(),
             probe: entry.probe.clone(),
             stop: entry.stop.clone(),
             settings: inner.settings.clone(),
@@ -110,6 +113,9 @@ impl Monitor {
                 Err(failure) => {
                     let stale_connection =
                         matches!(&failure, Failure::Unanswered(reason) if is_stale_connection(reason));
+                    // The channel may still hold the connection that just broke: a connect of
+                    // our own tells at once whether anything listens there any more.
+                    let failure = if stale_connection { self.refused_now().await.unwrap_or(failure) } else { failure };
                     match self.failed(failure) {
                         Some(down) => {
                             redial_now = stale_connection && !down && !std::mem::replace(&mut last_redial, true);
@@ -235,6 +241,17 @@ impl Monitor {
         if down { Exit::Down } else { Exit::StreamBroken }
     }
 
+    /// A fresh TCP connection to the agent: `Some(Refused)` when nothing listens there.
+    async fn refused_now(&self) -> Option<Failure> {
+        let connect = tokio::net::TcpStream::connect(self.authority.as_str());
+        match tokio::time::timeout(self.settings.down_after, connect).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Some(Failure::Refused(format!("connecting to {} was refused: {e}", self.authority)))
+            }
+            _ => None,
+        }
+    }
+
     /// Opens WatchRuns after the last event consumed; the agent answers with its headers at
     /// once, so no answer within `down_after` is a failure like any other.
     async fn open_stream(&self) -> Result<Streaming<RunEvent>, Failure> {
@@ -303,6 +320,13 @@ impl Monitor {
                 // No receiver is fine: nobody follows fire-and-forget children yet.
                 let _ = inner.finished.send(*outcome);
                 inner.notify_changed();
+                true
+            }
+            Consumed::Superseded(stopped) => {
+                let _ = inner.stopped.send(*stopped);
+                let client = self.client.clone();
+                let name = self.name.clone();
+                tokio::spawn(async move { super::reconcile::reconcile(&inner, &name, client).await });
                 true
             }
             Consumed::Other => true,

@@ -29,6 +29,24 @@ pub struct Stopped {
     pub run_id: String,
     /// Why.
     pub reason: StopReason,
+    /// What the run belongs to, when the coordinator never had it as a child: a start given up
+    /// while in flight to an agent declared down, which the agent accepted once it resumed.
+    pub run: Option<StoppedRun>,
+}
+
+/// The execution, task and attempt a stopped run was started for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedRun {
+    /// The execution.
+    pub execution_id: String,
+    /// The task path.
+    pub task_path: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The job.
+    pub job: String,
+    /// The start's idempotency key.
+    pub idempotency_key: String,
 }
 
 impl Registry {
@@ -45,6 +63,27 @@ impl Registry {
             let agent = agent.to_string();
             tokio::spawn(async move { reconcile(&inner, &agent, client).await });
         }
+    }
+
+    /// Records a start given up while in flight to `agent` because it was declared down: if the
+    /// agent accepts it when it resumes, the run is stopped at once and recorded superseded.
+    pub fn supersede_when_accepted(&self, agent: &str, key: &str) {
+        if let Some(entry) = self.inner.lock().agents.get_mut(agent) {
+            entry.abandoned_keys.insert(key.to_string());
+        }
+    }
+
+    /// Resolves once `agent` is declared down (at once when it is down or unknown). Woken by
+    /// that agent's own signal, not by every registry change: starts in flight wait on it.
+    pub async fn declared_down(&self, agent: &str) {
+        let Some(signal) = self.inner.lock().agents.get(agent).map(|entry| entry.down_signal.clone()) else {
+            return;
+        };
+        let notified = signal.notified();
+        if !self.is_up(agent) {
+            return;
+        }
+        notified.await;
     }
 
     /// Every run reconciliation stopped, for the executions' records.
@@ -86,7 +125,7 @@ pub(super) async fn reconcile(inner: &Inner, agent: &str, mut client: AgentClien
             }
         }
         tracing::info!(%agent, run = %run_id, ?reason, "run stopped on an agent that came back");
-        let _ = inner.stopped.send(Stopped { agent: agent.to_string(), run_id, reason });
+        let _ = inner.stopped.send(Stopped { agent: agent.to_string(), run_id, reason, run: None });
     }
     if !undelivered.is_empty()
         && let Some(entry) = inner.lock().agents.get_mut(agent)

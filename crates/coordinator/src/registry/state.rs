@@ -1,7 +1,7 @@
 //! What the registry knows about each agent, and the transitions between its states. Everything
 //! here runs under the registry's one std mutex, briefly, and never awaits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::outcomes::OutcomeCache;
+use super::reconcile::{StopReason, Stopped, StoppedRun};
 use super::{AgentSnapshot, AgentSource, AgentState, RunOutcome, WaitOutcome};
 use crate::placement::{self, Candidate};
 
@@ -88,6 +89,11 @@ pub(super) struct AgentEntry {
     pub(super) waiters: HashMap<String, Vec<oneshot::Sender<WaitOutcome>>>,
     /// Runs to stop once the agent answers again (superseded attempts, missed cancels).
     pub(super) pending_stops: Vec<(String, super::reconcile::StopReason)>,
+    /// Keys of starts given up while in flight to it when it was declared down: a run it
+    /// accepts under one of them (when it resumes) is a superseded attempt, stopped at once.
+    pub(super) abandoned_keys: HashSet<String>,
+    /// Notified (all waiters) each time it is declared down.
+    pub(super) down_signal: Arc<Notify>,
 }
 
 impl AgentEntry {
@@ -126,6 +132,8 @@ impl AgentEntry {
             last_error: None,
             waiters: HashMap::new(),
             pending_stops: Vec::new(),
+            abandoned_keys: HashSet::new(),
+            down_signal: Arc::new(Notify::new()),
         }
     }
 
@@ -281,6 +289,7 @@ impl AgentEntry {
         self.recovered_at = None;
         self.finished_since_load.clear();
         tracing::warn!(agent = %self.name, reason, "agent down");
+        self.down_signal.notify_waiters();
         self.lose_waiters(&self.down_reason());
         true
     }
@@ -323,6 +332,21 @@ impl State {
         entry.last_sequence = event.sequence;
         match RunEventKind::try_from(event.kind).unwrap_or(RunEventKind::Unspecified) {
             RunEventKind::Accepted | RunEventKind::Started => {
+                if !event.idempotency_key.is_empty() && entry.abandoned_keys.remove(&event.idempotency_key) {
+                    entry.pending_stops.push((event.run_id.clone(), StopReason::Superseded));
+                    return Consumed::Superseded(Box::new(Stopped {
+                        agent: name.to_string(),
+                        run_id: event.run_id,
+                        reason: StopReason::Superseded,
+                        run: Some(StoppedRun {
+                            execution_id: event.execution_id,
+                            task_path: event.task_path,
+                            attempt: event.attempt,
+                            job: event.job,
+                            idempotency_key: event.idempotency_key,
+                        }),
+                    }));
+                }
                 if !outcomes.contains(name, &event.run_id) {
                     entry.active.entry(event.run_id).or_insert(now);
                 }
@@ -361,6 +385,8 @@ impl State {
 /// What consuming an event did.
 pub(super) enum Consumed {
     Finished(Box<RunOutcome>),
+    /// A run accepted under an abandoned key: to be stopped, and recorded superseded.
+    Superseded(Box<Stopped>),
     Other,
     /// The agent was removed or re-registered elsewhere: its monitor ends.
     Stale,
