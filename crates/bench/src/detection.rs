@@ -30,8 +30,9 @@
 //! Checks: the execution and every task succeed, the victim lost at least one child, only the
 //! victim's children are lost, and each lost child's next attempt ran on another agent and
 //! succeeded. After a hang the victim gets SIGCONT once the execution ended; it must come back up,
-//! each of its lost children must be recorded `superseded` (stopped when it came back), and it
-//! must not run any start it held (no child row of it may appear after SIGCONT). Targets: down
+//! each of its lost children must be recorded `superseded` (stopped when it came back), and a
+//! start it held and accepted on resuming must be stopped and recorded `superseded` too (fencing
+//! by key; any other child row of it after SIGCONT is a duplicate). Targets: down
 //! within 50 ms of a crash, within `down_after` + 500 ms of a hang; *all* is judged by the same
 //! target.
 
