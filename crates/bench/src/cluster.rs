@@ -269,3 +269,15 @@ pub fn writes(pid: &str) -> (f64, f64) {
     };
     (field("syscw:"), field("wchar:"))
 }
+
+/// Seconds from the first task's start to the last task's end (ms precision).
+pub fn start_window_s(report: &switchyard_coordinator::report::Report) -> f64 {
+    let first = report.tasks.iter().filter_map(|t| t.started_at).min().expect("tasks started");
+    let last = report
+        .tasks
+        .iter()
+        .filter_map(|t| Some(t.started_at? + chrono::TimeDelta::milliseconds(t.duration_ms? as i64)))
+        .max()
+        .expect("tasks ended");
+    ((last - first).num_microseconds().unwrap_or(0) as f64 / 1e6).max(1e-3)
+}

@@ -256,15 +256,7 @@ async fn through_coordinator(cluster: &Cluster, text: &str, tasks: usize, ended:
     if ended {
         assert!(report.children.iter().all(|c| c.status == ChildStatus::Succeeded), "every child must succeed");
     }
-    // The start window: from the first task's start to the last task's end (ms precision).
-    let first = report.tasks.iter().filter_map(|t| t.started_at).min().expect("tasks started");
-    let last = report
-        .tasks
-        .iter()
-        .filter_map(|t| Some(t.started_at? + chrono::TimeDelta::milliseconds(t.duration_ms? as i64)))
-        .max()
-        .expect("tasks ended");
-    let window_s = ((last - first).num_microseconds().unwrap_or(0) as f64 / 1e6).max(1e-3);
+    let window_s = crate::cluster::start_window_s(&report);
     let mut latencies: Vec<f64> = report.tasks.iter().filter_map(|t| t.duration_ms).map(|d| d as f64).collect();
     latencies.sort_by(f64::total_cmp);
     let mut per_agent: HashMap<&str, usize> = HashMap::new();

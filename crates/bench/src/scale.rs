@@ -248,7 +248,7 @@ async fn fan_out(setup: &Setup, text: &str, run: usize) -> FanOut {
         cpu_us_per_start: cpu_used * 1e6 / TASKS as f64,
         sim_cpu_pct: sim_cpu_used / wall.as_secs_f64() * 100.0,
         peak_rss_mib,
-        starts_per_s: TASKS as f64 / start_window_s(&report),
+        starts_per_s: TASKS as f64 / crate::cluster::start_window_s(&report),
         wall_ms: wall.as_secs_f64() * 1e3,
         outcomes_ms: outcomes.as_secs_f64() * 1e3,
         agents_used,
@@ -271,18 +271,6 @@ fn check(report: &switchyard_coordinator::report::Report) -> (usize, usize) {
         *per_agent.entry(child.agent.as_deref().unwrap_or("-")).or_default() += 1;
     }
     (per_agent.len(), per_agent.values().copied().max().unwrap_or(0))
-}
-
-/// Seconds from the first task's start to the last task's end (ms precision).
-fn start_window_s(report: &switchyard_coordinator::report::Report) -> f64 {
-    let first = report.tasks.iter().filter_map(|t| t.started_at).min().expect("tasks started");
-    let last = report
-        .tasks
-        .iter()
-        .filter_map(|t| Some(t.started_at? + chrono::TimeDelta::milliseconds(t.duration_ms? as i64)))
-        .max()
-        .expect("tasks ended");
-    ((last - first).num_microseconds().unwrap_or(0) as f64 / 1e6).max(1e-3)
 }
 
 fn met(ok: bool) -> &'static str {
