@@ -323,6 +323,8 @@ impl State {
                     "agent has a new incarnation; forgetting its active runs"
                 );
                 entry.active.clear();
+                // Requests it held died with its old data: none can be accepted any more.
+                entry.abandoned_keys.clear();
             }
             entry.incarnation = event.incarnation.clone();
             entry.last_sequence = 0;
