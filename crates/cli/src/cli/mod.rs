@@ -5,6 +5,7 @@ mod agent;
 mod coordinator;
 mod demo;
 mod demo_agent;
+mod grpc;
 mod local_agents;
 mod progress;
 mod run;
