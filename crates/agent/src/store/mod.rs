@@ -11,7 +11,6 @@
 //! order, contiguous for sequences, and never reused (their high-water marks live in `meta`, so
 //! pruning every row does not rewind them). Events reach subscribers only after they are durable.
 
-mod error;
 mod queries;
 mod retention;
 mod rows;
@@ -32,8 +31,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::model::{HistoryRecord, OutboxEvent, RunRecord, RunStatus, StepOutputRecord};
 
-pub use error::StoreError;
 use switchyard_sqlite::Readers;
+pub use switchyard_sqlite::StoreError;
 use writer::{Request, Shared};
 
 /// The file the store keeps in its directory.

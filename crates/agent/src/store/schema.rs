@@ -221,6 +221,7 @@ fn initialize(path: &Path, connection: &Connection) -> Result<(String, bool), St
         (Some(version), Some(incarnation)) if version == SCHEMA_VERSION.to_string() => Ok((incarnation, false)),
         (version, _) => Err(StoreError::Schema {
             path: path.to_path_buf(),
+            program: "agent",
             found: version.unwrap_or_else(|| "none".to_owned()),
             known: SCHEMA_VERSION,
         }),

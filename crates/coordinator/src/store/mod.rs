@@ -11,7 +11,6 @@
 //! A running execution's state lives in memory; this store is written behind it and read only
 //! for reports, listings, resumption and recovery after a restart, never on the hot path.
 
-mod error;
 mod queries;
 mod rows;
 mod schema;
@@ -32,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::report::Report;
 
-pub use error::StoreError;
 use switchyard_sqlite::Readers;
+pub use switchyard_sqlite::StoreError;
 use writer::{Request, Shared};
 
 /// The file the store keeps in its directory.

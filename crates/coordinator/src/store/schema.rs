@@ -169,6 +169,7 @@ fn initialize(path: &Path, connection: &Connection) -> Result<(), StoreError> {
         Some(version) if version == SCHEMA_VERSION.to_string() => Ok(()),
         version => Err(StoreError::Schema {
             path: path.to_path_buf(),
+            program: "coordinator",
             found: version.unwrap_or_else(|| "none".to_owned()),
             known: SCHEMA_VERSION,
         }),

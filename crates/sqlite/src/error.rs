@@ -1,9 +1,9 @@
-//! The store's error: what failed, naming the database file.
+//! The stores' error: what failed, naming the database file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What can go wrong in the executions store.
+/// What can go wrong in a store (the agent's or the coordinator's).
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
     /// The directory for the database could not be created.
@@ -30,11 +30,13 @@ pub enum StoreError {
         /// The journal mode SQLite kept.
         mode: String,
     },
-    /// The database was made by a newer coordinator, or is not a coordinator database.
-    #[error("{} has schema version {found}, this coordinator reads version {known}", path.display())]
+    /// The database was made by a newer build, or is not this program's database.
+    #[error("{} has schema version {found}, this {program} reads version {known}", path.display())]
     Schema {
         /// The database file.
         path: PathBuf,
+        /// Whose store it is: "agent" or "coordinator".
+        program: &'static str,
         /// The version found ("none" when the meta rows are missing).
         found: String,
         /// The version this build reads.
@@ -67,8 +69,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when SQLite refused a write for breaking a constraint, such as a second execution
-    /// with the same request id.
+    /// True when SQLite refused a write for breaking a constraint, such as a second run with the
+    /// same idempotency key or a second execution with the same request id.
     pub fn is_constraint_violation(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => {
