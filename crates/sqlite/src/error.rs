@@ -69,6 +69,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A SQLite error on the database at `path`.
+    pub fn sqlite(path: &std::path::Path, error: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: path.to_path_buf(), source: Arc::new(error) }
+    }
+
     /// True when SQLite refused a write for breaking a constraint, such as a second run with the
     /// same idempotency key or a second execution with the same request id.
     pub fn is_constraint_violation(&self) -> bool {

@@ -219,7 +219,7 @@ impl Store {
         let (signal, signals) = std::sync::mpsc::sync_channel(1);
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         let writer = writer::Writer::new(opened.connection, shared.clone(), options, opened.last_instance_id, signal)
-            .map_err(|e| writer::sqlite_error(&path, e))?;
+            .map_err(|e| StoreError::sqlite(&path, e))?;
         let writer_thread = spawn(&path, "store writer", move || writer.run(queue))?;
         let wal = shared.wal.clone();
         let checkpointer_thread = spawn(&path, "store checkpointer", move || {
@@ -383,7 +383,7 @@ impl Store {
     {
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            inner.readers.with(query).map_err(|error| writer::sqlite_error(&inner.shared.path, error))
+            inner.readers.with(query).map_err(|error| StoreError::sqlite(&inner.shared.path, error))
         })
         .await;
         match joined {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::writer::sqlite_error;
 use super::{StoreError, StoreOptions};
 
 /// The schema this build reads and writes.
@@ -149,7 +148,7 @@ pub(super) struct Opened {
 /// Opens the write connection, switching the file to WAL and creating the schema and a new
 /// incarnation when the database is new.
 pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Opened, StoreError> {
-    let sqlite = |error| sqlite_error(path, error);
+    let sqlite = |error| StoreError::sqlite(path, error);
     let connection = Connection::open(path).map_err(sqlite)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
     let mode: String =
@@ -179,21 +178,21 @@ pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Opened, StoreE
 /// A read-only connection.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let connection = Connection::open_with_flags(path, flags).map_err(|error| sqlite_error(path, error))?;
-    connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| sqlite_error(path, error))?;
+    let connection = Connection::open_with_flags(path, flags).map_err(|error| StoreError::sqlite(path, error))?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| StoreError::sqlite(path, error))?;
     Ok(connection)
 }
 
 /// The checkpointer's connection.
 pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(|error| sqlite_error(path, error))?;
-    connection.busy_timeout(CHECKPOINTER_BUSY_TIMEOUT).map_err(|error| sqlite_error(path, error))?;
+    let connection = Connection::open(path).map_err(|error| StoreError::sqlite(path, error))?;
+    connection.busy_timeout(CHECKPOINTER_BUSY_TIMEOUT).map_err(|error| StoreError::sqlite(path, error))?;
     Ok(connection)
 }
 
 /// Finds the incarnation, or creates the schema and a new one; inside the caller's transaction.
 fn initialize(path: &Path, connection: &Connection) -> Result<(String, bool), StoreError> {
-    let sqlite = |error| sqlite_error(path, error);
+    let sqlite = |error| StoreError::sqlite(path, error);
     let exists: bool = connection
         .query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'", [], |row| {
             row.get(0)

@@ -1,7 +1,7 @@
 //! The writer thread: group commit of queued requests, a savepoint per request, sequence and
 //! instance id assignment, history retention, and publication of events once durable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -244,7 +244,7 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let path = &self.shared.path;
         let connection = &self.connection;
-        let sqlite = |error| sqlite_error(path, error);
+        let sqlite = |error| StoreError::sqlite(path, error);
         for write in batch {
             match write {
                 Write::InsertRun(run) if run.accepted_sequence == 0 => {
@@ -355,11 +355,6 @@ impl Writer {
 pub(super) enum Continue {
     Run,
     Stop,
-}
-
-/// A SQLite error on the database at `path`.
-pub(super) fn sqlite_error(path: &Path, error: rusqlite::Error) -> StoreError {
-    StoreError::Sqlite { path: path.to_path_buf(), source: Arc::new(error) }
 }
 
 #[cfg(test)]

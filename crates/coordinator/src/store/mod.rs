@@ -375,7 +375,7 @@ impl Store {
     {
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            inner.readers.with(query).map_err(|error| writer::sqlite_error(&inner.shared.path, error))
+            inner.readers.with(query).map_err(|error| StoreError::sqlite(&inner.shared.path, error))
         })
         .await;
         match joined {

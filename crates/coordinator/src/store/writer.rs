@@ -1,6 +1,6 @@
 //! The writer thread: group commit of queued requests, each inside its own savepoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -165,7 +165,7 @@ impl Writer {
     fn apply_writes(&self, batch: &[Write]) -> Result<(), StoreError> {
         let path = &self.shared.path;
         let connection = &self.connection;
-        let sqlite = |error| sqlite_error(path, error);
+        let sqlite = |error| StoreError::sqlite(path, error);
         for write in batch {
             match write {
                 Write::InsertExecution(execution) => {
@@ -229,11 +229,6 @@ impl Writer {
 pub(super) enum Continue {
     Run,
     Stop,
-}
-
-/// A SQLite error on the database at `path`.
-pub(super) fn sqlite_error(path: &Path, error: rusqlite::Error) -> StoreError {
-    StoreError::Sqlite { path: path.to_path_buf(), source: Arc::new(error) }
 }
 
 /// Rows a request writes, roughly: what the checkpointer nudges count.
