@@ -5,22 +5,18 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use switchyard_proto::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{COMMAND_DEADLINE, CommandOutput, POLL_INTERVAL, RunningProcess, Workspace, agent_bin};
+use crate::server::{ServerProcess, blocking};
+use crate::{CommandOutput, POLL_INTERVAL, RunningProcess, Workspace, agent_bin};
 
 /// How long an agent may take from being started to listening (building it is not counted).
 pub const AGENT_START_DEADLINE: Duration = Duration::from_secs(30);
 
-/// How long a dropped agent gets to shut down on SIGTERM, ending its runs' process trees, before
-/// it is killed: a failing test should not leave job processes behind.
-const DROP_GRACE: Duration = Duration::from_secs(5);
-
+/// How long the harness waits to connect to a server that is listening.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound on each unary call (a stream's messages are not covered), so a hung agent fails the
@@ -89,7 +85,7 @@ impl AgentSetup<'_> {
         let text: String = self.settings.iter().map(|(key, value)| format!("{key} = {value}\n")).collect();
         let config = self.workspace.write(self.folder.join("agent.toml"), &text);
         let (process, address) = launch(&folder, &config, &self.args).await;
-        AgentProcess { folder, config, args: self.args, process: Some(process), address }
+        AgentProcess { folder, config, args: self.args, process: ServerProcess::new("agent", process), address }
     }
 }
 
@@ -100,7 +96,7 @@ pub struct AgentProcess {
     folder: PathBuf,
     config: PathBuf,
     args: Vec<String>,
-    process: Option<RunningProcess>,
+    process: ServerProcess,
     address: SocketAddr,
 }
 
@@ -130,7 +126,7 @@ impl AgentProcess {
 
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self.running().pid()
+        self.process.pid()
     }
 
     /// The folder holding agent.toml, jobs/, packages/ and data/.
@@ -145,7 +141,7 @@ impl AgentProcess {
 
     /// What the agent printed on stderr since it was last started.
     pub fn stderr_so_far(&self) -> String {
-        self.process.as_ref().map(RunningProcess::stderr_so_far).unwrap_or_default()
+        self.process.stderr_so_far()
     }
 
     /// A new HTTP/2 channel to the agent; each unary call on it is bounded.
@@ -166,13 +162,12 @@ impl AgentProcess {
 
     /// Sends SIGTERM (a graceful shutdown) without waiting.
     pub fn send_sigterm(&self) {
-        self.running().signal(Signal::SIGTERM);
+        self.process.send_sigterm();
     }
 
     /// Waits for the agent to exit, at most `deadline` (then kills it and panics).
     pub async fn wait_for_exit(&mut self, deadline: Duration) -> CommandOutput {
-        let process = self.process.take().expect("the agent was started");
-        blocking(move || process.wait(deadline)).await
+        self.process.wait_for_exit(deadline).await
     }
 
     /// SIGTERM, then waits for the agent to exit, at most `deadline`.
@@ -183,38 +178,15 @@ impl AgentProcess {
 
     /// SIGKILL (a crash), and waits for the process to be gone.
     pub async fn kill9(&mut self) -> CommandOutput {
-        self.running().signal(Signal::SIGKILL);
-        self.wait_for_exit(COMMAND_DEADLINE).await
+        self.process.kill9().await
     }
 
     /// Starts the agent again with the same agent.toml and data dir, after it exited.
     pub async fn restart(&mut self) {
-        if let Some(process) = self.process.as_mut() {
-            assert!(process.exit_status().is_some(), "stop the agent (kill9 or terminate) before restarting it");
-        }
-        self.process = None;
+        self.process.assert_stopped();
         let (process, address) = launch(&self.folder, &self.config, &self.args).await;
-        self.process = Some(process);
+        self.process.replace(process);
         self.address = address;
-    }
-
-    fn running(&self) -> &RunningProcess {
-        self.process.as_ref().expect("the agent is not running; restart it first")
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let Some(process) = self.process.as_mut() else { return };
-        if process.exit_status().is_some() {
-            return;
-        }
-        process.signal(Signal::SIGTERM);
-        let started = Instant::now();
-        while process.exit_status().is_none() && started.elapsed() < DROP_GRACE {
-            thread::sleep(POLL_INTERVAL);
-        }
-        // Dropping the RunningProcess kills what is left.
     }
 }
 
@@ -252,14 +224,6 @@ fn bound_address(stderr: &str) -> Option<SocketAddr> {
         let (_, rest) = line.split_once("listening on ")?;
         rest.split_whitespace().next()?.parse().ok()
     })
-}
-
-/// Runs blocking `work` off the async worker threads; a panic in it continues in the caller.
-pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 #[cfg(test)]

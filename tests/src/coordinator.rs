@@ -5,22 +5,18 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use switchyard_proto::coordinator_client::CoordinatorClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::agent::blocking;
-use crate::{AgentProcess, COMMAND_DEADLINE, CommandOutput, POLL_INTERVAL, RunningProcess, Workspace, switchyard_bin};
+use crate::server::{ServerProcess, blocking};
+use crate::{AgentProcess, CommandOutput, POLL_INTERVAL, RunningProcess, Workspace, switchyard_bin};
 
 /// How long a coordinator may take from being started to listening (building it is not counted).
 pub const COORDINATOR_START_DEADLINE: Duration = Duration::from_secs(30);
 
-/// How long a dropped coordinator gets to shut down on SIGTERM before it is killed.
-const DROP_GRACE: Duration = Duration::from_secs(5);
-
+/// How long the harness waits to connect to a server that is listening.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound on each unary call (a stream's messages are not covered), so a hung coordinator fails
@@ -84,7 +80,7 @@ impl CoordinatorSetup<'_> {
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", data_dir.display()));
         let config = self.workspace.write(Path::new(COORDINATOR_FOLDER).join("coordinator.toml"), &self.toml());
         let (process, address) = launch(&folder, &config, &data_dir).await;
-        CoordinatorProcess { folder, config, data_dir, process: Some(process), address }
+        CoordinatorProcess { folder, config, data_dir, process: ServerProcess::new("coordinator", process), address }
     }
 
     fn toml(&self) -> String {
@@ -106,7 +102,7 @@ pub struct CoordinatorProcess {
     folder: PathBuf,
     config: PathBuf,
     data_dir: PathBuf,
-    process: Option<RunningProcess>,
+    process: ServerProcess,
     address: SocketAddr,
 }
 
@@ -130,7 +126,7 @@ impl CoordinatorProcess {
 
     /// The coordinator's process id.
     pub fn pid(&self) -> u32 {
-        self.running().pid()
+        self.process.pid()
     }
 
     /// The folder holding coordinator.toml and data/.
@@ -145,7 +141,7 @@ impl CoordinatorProcess {
 
     /// What the coordinator printed on stderr since it was last started.
     pub fn stderr_so_far(&self) -> String {
-        self.process.as_ref().map(RunningProcess::stderr_so_far).unwrap_or_default()
+        self.process.stderr_so_far()
     }
 
     /// A new HTTP/2 channel to the coordinator; each unary call on it is bounded.
@@ -168,13 +164,12 @@ impl CoordinatorProcess {
 
     /// Sends SIGTERM (a graceful shutdown) without waiting.
     pub fn send_sigterm(&self) {
-        self.running().signal(Signal::SIGTERM);
+        self.process.send_sigterm();
     }
 
     /// Waits for the coordinator to exit, at most `deadline` (then kills it and panics).
     pub async fn wait_for_exit(&mut self, deadline: Duration) -> CommandOutput {
-        let process = self.process.take().expect("the coordinator was started");
-        blocking(move || process.wait(deadline)).await
+        self.process.wait_for_exit(deadline).await
     }
 
     /// SIGTERM, then waits for the coordinator to exit, at most `deadline`.
@@ -185,39 +180,16 @@ impl CoordinatorProcess {
 
     /// SIGKILL (a crash), and waits for the process to be gone.
     pub async fn kill9(&mut self) -> CommandOutput {
-        self.running().signal(Signal::SIGKILL);
-        self.wait_for_exit(COMMAND_DEADLINE).await
+        self.process.kill9().await
     }
 
     /// Starts the coordinator again with the same coordinator.toml and data dir, after it
     /// exited. It listens on a new port the OS picks.
     pub async fn restart(&mut self) {
-        if let Some(process) = self.process.as_mut() {
-            assert!(process.exit_status().is_some(), "stop the coordinator (kill9 or terminate) before restarting it");
-        }
-        self.process = None;
+        self.process.assert_stopped();
         let (process, address) = launch(&self.folder, &self.config, &self.data_dir).await;
-        self.process = Some(process);
+        self.process.replace(process);
         self.address = address;
-    }
-
-    fn running(&self) -> &RunningProcess {
-        self.process.as_ref().expect("the coordinator is not running; restart it first")
-    }
-}
-
-impl Drop for CoordinatorProcess {
-    fn drop(&mut self) {
-        let Some(process) = self.process.as_mut() else { return };
-        if process.exit_status().is_some() {
-            return;
-        }
-        process.signal(Signal::SIGTERM);
-        let started = Instant::now();
-        while process.exit_status().is_none() && started.elapsed() < DROP_GRACE {
-            thread::sleep(POLL_INTERVAL);
-        }
-        // Dropping the RunningProcess kills what is left.
     }
 }
 

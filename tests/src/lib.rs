@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 
 mod agent;
 mod coordinator;
+mod server;
 
 pub use agent::{AGENT_START_DEADLINE, AgentProcess, AgentSetup};
 pub use coordinator::{COORDINATOR_START_DEADLINE, CoordinatorProcess, CoordinatorSetup};
@@ -155,7 +156,7 @@ where
     S: AsRef<OsStr>,
 {
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
-    agent::blocking(move || switchyard(args)).await
+    server::blocking(move || switchyard(args)).await
 }
 
 /// A `switchyard ARGS` command run from the workspace root, for callers that change more.
