@@ -11,8 +11,8 @@ use switchyard_proto as pb;
 use crate::error::Error;
 use crate::jobs::{StepWork, parse_job, safe_relative_path};
 use crate::model::RunStatus;
+use crate::package_cache::{package_file, pushed_packages_dir};
 use crate::runtime::{AgentRuntime, JobSource};
-use crate::steps::{package_file, pushed_packages_dir};
 use crate::store::Write;
 use crate::wire;
 
@@ -72,7 +72,7 @@ pub async fn upsert_job(runtime: &AgentRuntime, text: &str) -> Result<(String, S
     })?;
     for (i, step) in definition.steps.iter().enumerate() {
         if let StepWork::Package { path, .. } = &step.work {
-            let file = package_file(runtime, path);
+            let file = package_file(&runtime.config, path);
             match load_package(&file) {
                 Ok(_) => {}
                 Err(LoadError::NotFound(_)) => {

@@ -15,7 +15,6 @@ mod runner;
 pub mod runtime;
 pub mod server;
 pub mod service;
-mod steps;
 pub mod store;
 pub mod wire;
 

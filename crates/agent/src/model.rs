@@ -249,3 +249,31 @@ pub struct StepOutputRecord {
     /// True when either stream was cut at the bound.
     pub truncated: bool,
 }
+
+impl OutboxEvent {
+    /// An event about a run (its sequence is assigned by the store).
+    pub(crate) fn about(record: &RunRecord, kind: EventKind, message: String) -> OutboxEvent {
+        OutboxEvent {
+            sequence: 0,
+            run_id: record.run_id.clone(),
+            job: record.job.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            kind,
+            status: record.status,
+            message,
+            at: Utc::now(),
+            step_id: 0,
+            step_name: String::new(),
+            exit_code: None,
+            duration_ms: 0,
+            execution_id: record.execution_id.clone(),
+            task_path: record.task_path.clone(),
+            attempt: record.attempt,
+        }
+    }
+
+    /// A run's STARTED event.
+    pub(crate) fn started(record: &RunRecord) -> OutboxEvent {
+        OutboxEvent::about(record, EventKind::Started, format!("job \"{}\" started", record.job))
+    }
+}

@@ -14,6 +14,19 @@ use switchyard_package::LoadError;
 use switchyard_package::load::load_package_text;
 use switchyard_package::model::{Package, Task, TaskKind};
 
+use crate::config::AgentConfig;
+
+/// Where a step's package lives: pushed packages first, then packages_dir.
+pub(crate) fn package_file(config: &AgentConfig, path: &str) -> PathBuf {
+    let pushed = pushed_packages_dir(&config.data_dir).join(path);
+    if pushed.exists() { pushed } else { config.packages_dir.join(path) }
+}
+
+/// The folder pushed packages are written to.
+pub(crate) fn pushed_packages_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("packages")
+}
+
 /// A loaded package and the SHA-256 of its file.
 #[derive(Debug, Clone)]
 pub struct CachedPackage {

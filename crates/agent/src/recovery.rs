@@ -7,9 +7,8 @@ use chrono::Utc;
 
 use switchyard_package::process::{process_group_alive, terminate_process_group};
 
-use crate::model::{EventKind, HistoryRecord, HistoryStatus, RunStatus};
-use crate::runtime::event_for;
-use crate::steps::process_groups_key;
+use crate::model::{EventKind, HistoryRecord, HistoryStatus, OutboxEvent, RunStatus};
+use crate::runner::process_groups_key;
 use crate::store::{Store, StoreError, Write};
 
 /// The message of a run closed by recovery.
@@ -44,7 +43,7 @@ pub async fn close_interrupted_runs(store: &Store, kill_grace: Duration) -> Resu
             run_id: run.run_id.clone(),
             retries_attempted: 0,
         };
-        let event = event_for(&run, EventKind::Finished, run.message.clone());
+        let event = OutboxEvent::about(&run, EventKind::Finished, run.message.clone());
         store
             .write(vec![
                 Write::UpdateRun(run.clone()),

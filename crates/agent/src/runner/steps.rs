@@ -2,7 +2,6 @@
 //! engine. Process groups are recorded while they run so a restarted agent can end them.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,9 +12,10 @@ use switchyard_package::expr::Map;
 use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
 use switchyard_package::{ExecutionStatus, LoadError, TaskResult};
 
+use super::RunHost;
 use crate::jobs::{StepDefinition, StepWork};
 use crate::model::{HistoryStatus, RunRecord, StepOutputRecord};
-use crate::runtime::AgentRuntime;
+use crate::package_cache::package_file;
 use crate::store::Write;
 
 /// How one step attempt ended.
@@ -42,7 +42,7 @@ pub(crate) struct ProcessGroups {
 
 impl ProcessGroups {
     /// Starts the recorder of one run.
-    pub fn start(runtime: Arc<AgentRuntime>, run_id: String) -> Self {
+    pub fn start(host: Arc<dyn RunHost>, run_id: String) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<(ProcessEvent, Option<oneshot::Sender<()>>)>();
         let task = tokio::spawn(async move {
             let mut live: Vec<u32> = Vec::new();
@@ -53,7 +53,7 @@ impl ProcessGroups {
                 }
                 let value = serde_json::to_string(&live).unwrap_or_else(|_| "[]".into());
                 if let Err(e) =
-                    runtime.store.write(vec![Write::SetMeta { key: process_groups_key(&run_id), value }]).await
+                    host.store().write(vec![Write::SetMeta { key: process_groups_key(&run_id), value }]).await
                 {
                     tracing::warn!(run = %run_id, error = %e, "cannot record process groups");
                 }
@@ -95,7 +95,7 @@ impl ProcessGroups {
 
 /// Runs one attempt of a step; returns its result, its output, and the hash of the package it ran.
 pub(crate) async fn run_attempt(
-    runtime: &Arc<AgentRuntime>,
+    host: &Arc<dyn RunHost>,
     record: &RunRecord,
     step: &StepDefinition,
     attempt: u32,
@@ -103,7 +103,7 @@ pub(crate) async fn run_attempt(
     groups: &ProcessGroups,
 ) -> (StepResult, StepOutputRecord, Option<String>) {
     let attempt_cancel = cancel.child_token();
-    let work = run_work(runtime, record, step, &attempt_cancel, groups);
+    let work = run_work(host, record, step, &attempt_cancel, groups);
     tokio::pin!(work);
     let (mut result, stdout, stderr, truncated, hash) = match step.timeout {
         None => work.await,
@@ -138,7 +138,7 @@ pub(crate) async fn run_attempt(
 type WorkDone = (StepResult, String, String, bool, Option<String>);
 
 async fn run_work(
-    runtime: &Arc<AgentRuntime>,
+    host: &Arc<dyn RunHost>,
     record: &RunRecord,
     step: &StepDefinition,
     cancel: &CancellationToken,
@@ -148,7 +148,7 @@ async fn run_work(
         StepWork::Command { argv, env, dir, success_codes } => {
             let dir = dir
                 .as_deref()
-                .map_or_else(|| runtime.config.packages_dir.clone(), |d| runtime.config.packages_dir.join(d));
+                .map_or_else(|| host.config().packages_dir.clone(), |d| host.config().packages_dir.join(d));
             let spec = ProcessSpec {
                 program: argv[0].clone(),
                 args: argv[1..].to_vec(),
@@ -156,12 +156,12 @@ async fn run_work(
                 dir,
                 timeout: None,
                 success_codes: success_codes.clone(),
-                output_limit: runtime.config.output_limit,
-                kill_grace: runtime.config.kill_grace,
+                output_limit: host.config().output_limit,
+                kill_grace: host.config().kill_grace,
             };
             run_command(&spec, cancel, groups).await
         }
-        StepWork::Package { path, params } => run_package_step(runtime, record, path, params, cancel, groups).await,
+        StepWork::Package { path, params } => run_package_step(host, record, path, params, cancel, groups).await,
     }
 }
 
@@ -199,19 +199,8 @@ async fn run_command(spec: &ProcessSpec, cancel: &CancellationToken, groups: &Pr
     (StepResult { status, message, exit_code: done.exit_code }, done.stdout, done.stderr, truncated, None)
 }
 
-/// Where a step's package lives: pushed packages first, then packages_dir.
-pub(crate) fn package_file(runtime: &AgentRuntime, path: &str) -> PathBuf {
-    let pushed = pushed_packages_dir(&runtime.config.data_dir).join(path);
-    if pushed.exists() { pushed } else { runtime.config.packages_dir.join(path) }
-}
-
-/// The folder pushed packages are written to.
-pub(crate) fn pushed_packages_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("packages")
-}
-
 async fn run_package_step(
-    runtime: &Arc<AgentRuntime>,
+    host: &Arc<dyn RunHost>,
     record: &RunRecord,
     path: &str,
     step_params: &Map,
@@ -227,13 +216,13 @@ async fn run_package_step(
             None,
         )
     };
-    let file = package_file(runtime, path);
-    let (package, hash) = match runtime.packages.load(&file) {
+    let file = package_file(host.config(), path);
+    let (package, hash) = match host.packages().load(&file) {
         Ok(loaded) => (loaded.package, loaded.hash),
         Err(LoadError::NotFound(_)) => {
             return failed(format!(
                 "package \"{path}\" is not on this agent (looked in {}); push it with `switchyard deploy` or PutPackage",
-                runtime.config.packages_dir.display()
+                host.config().packages_dir.display()
             ));
         }
         Err(e) => return failed(format!("package \"{path}\" cannot be loaded: {e}")),
@@ -250,8 +239,8 @@ async fn run_package_step(
         execution_id: record.run_id.clone(),
         parameters,
         cancel: cancel.clone(),
-        output_limit: runtime.config.output_limit,
-        kill_grace: runtime.config.kill_grace,
+        output_limit: host.config().output_limit,
+        kill_grace: host.config().kill_grace,
         process_observer: Some(groups.observer()),
         ..RunOptions::default()
     };

@@ -9,10 +9,15 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{JobDefinition, StepAction, StepDefinition};
-use crate::model::{EventKind, HistoryRecord, HistoryStatus, RunRecord, RunStatus};
-use crate::runtime::{AgentRuntime, Permits, event_for, started_message};
-use crate::steps::{ProcessGroups, StepResult, run_attempt};
+use crate::model::{EventKind, HistoryRecord, HistoryStatus, OutboxEvent, RunRecord, RunStatus};
 use crate::store::Write;
+
+mod host;
+mod steps;
+
+pub(crate) use host::{Permits, RunHost};
+pub(crate) use steps::process_groups_key;
+use steps::{ProcessGroups, StepResult, run_attempt};
 
 /// A job whose actions jump between steps forever is ended after this many step runs.
 const MAX_STEP_RUNS: u32 = 1000;
@@ -34,7 +39,7 @@ struct LastStep {
 
 /// Runs an accepted run to its end; never panics, always records an outcome.
 pub(crate) async fn execute(
-    runtime: Arc<AgentRuntime>,
+    host: Arc<dyn RunHost>,
     mut record: RunRecord,
     job: Arc<JobDefinition>,
     mut permits: Permits,
@@ -42,29 +47,29 @@ pub(crate) async fn execute(
 ) {
     let key = record.idempotency_key.clone();
     if record.status == RunStatus::Queued {
-        if !wait_for_turn(&runtime, &record, &mut permits, &cancel).await {
+        if !wait_for_turn(&*host, &record, &mut permits, &cancel).await {
             let end = JobEnd::Canceled;
-            finish(&runtime, &mut record, &LastStep::default(), &end, None, Vec::new()).await;
-            runtime.finish_run(&record.run_id, key.as_deref());
+            finish(&*host, &mut record, &LastStep::default(), &end, None, Vec::new()).await;
+            host.finish_run(&record.run_id, key.as_deref());
             return;
         }
         record.status = RunStatus::Running;
         record.started_at = Some(Utc::now());
-        let started = event_for(&record, EventKind::Started, started_message(&record.job));
-        write(&runtime, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
+        let started = OutboxEvent::started(&record);
+        write(&*host, vec![Write::UpdateRun(record.clone()), Write::AppendEvent(started)]).await;
     }
     // A run that had a slot at acceptance was recorded started in the acceptance's commit.
     let clock = Instant::now();
     // Executing means a step runs: the first one starts right away.
-    runtime.set_progress(&record.run_id, RunStatus::Running, job.steps.first().map_or(0, |s| s.id));
+    host.set_progress(&record.run_id, RunStatus::Running, job.steps.first().map_or(0, |s| s.id));
 
-    let groups = ProcessGroups::start(runtime.clone(), record.run_id.clone());
+    let groups = ProcessGroups::start(host.clone(), record.run_id.clone());
     let steps_cancel = cancel.child_token();
     let mut last = LastStep::default();
     let mut pending = Vec::new();
     let mut timed_out = None;
     let end = {
-        let steps = run_steps(&runtime, &mut record, &job, &steps_cancel, &groups, &mut last, &mut pending);
+        let steps = run_steps(&host, &mut record, &job, &steps_cancel, &groups, &mut last, &mut pending);
         tokio::pin!(steps);
         match job.timeout {
             None => steps.await,
@@ -85,32 +90,32 @@ pub(crate) async fn execute(
         (end, _) => end,
     };
     groups.stop().await;
-    finish(&runtime, &mut record, &last, &end, Some(clock.elapsed()), pending).await;
+    finish(&*host, &mut record, &last, &end, Some(clock.elapsed()), pending).await;
     drop(permits);
-    runtime.finish_run(&record.run_id, key.as_deref());
+    host.finish_run(&record.run_id, key.as_deref());
 }
 
 /// Waits until it is this queued run's turn and a slot is free; false when canceled first.
 async fn wait_for_turn(
-    runtime: &AgentRuntime,
+    host: &dyn RunHost,
     record: &RunRecord,
     permits: &mut Permits,
     cancel: &CancellationToken,
 ) -> bool {
-    let Some(entry) = runtime.job(&record.job) else { return false };
+    let Some(turn) = host.queue_turn(&record.job) else { return false };
     tokio::select! {
-        turn = entry.turn.clone().acquire_owned() => permits.turn = turn.ok(),
+        turn = turn.acquire_owned() => permits.turn = turn.ok(),
         _ = cancel.cancelled() => return false,
     }
     tokio::select! {
-        slot = runtime.slots.clone().acquire_owned() => permits.slot = slot.ok(),
+        slot = host.slots().acquire_owned() => permits.slot = slot.ok(),
         _ = cancel.cancelled() => return false,
     }
     true
 }
 
 async fn run_steps(
-    runtime: &Arc<AgentRuntime>,
+    host: &Arc<dyn RunHost>,
     record: &mut RunRecord,
     job: &JobDefinition,
     cancel: &CancellationToken,
@@ -124,7 +129,7 @@ async fn run_steps(
             return JobEnd::Failed(format!("step index {index} does not exist"));
         };
         *last = LastStep { id: step.id, name: step.name.clone() };
-        let result = run_step(runtime, record, step, cancel, groups, pending).await;
+        let result = run_step(host, record, step, cancel, groups, pending).await;
         let action = match result.status {
             HistoryStatus::Canceled => return JobEnd::Canceled,
             HistoryStatus::Succeeded => step.on_success,
@@ -148,7 +153,7 @@ async fn run_steps(
 /// is left in `pending`, written with whatever comes next (the next step's start, or the job
 /// outcome), so a one-step run commits its end once.
 async fn run_step(
-    runtime: &Arc<AgentRuntime>,
+    host: &Arc<dyn RunHost>,
     record: &mut RunRecord,
     step: &StepDefinition,
     cancel: &CancellationToken,
@@ -159,20 +164,20 @@ async fn run_step(
     loop {
         record.status = RunStatus::Running;
         record.current_step = step.id;
-        runtime.set_progress(&record.run_id, RunStatus::Running, step.id);
+        host.set_progress(&record.run_id, RunStatus::Running, step.id);
         let mut started =
-            event_for(record, EventKind::StepStarted, format!("step {} ({}) started", step.id, step.name));
+            OutboxEvent::about(record, EventKind::StepStarted, format!("step {} ({}) started", step.id, step.name));
         started.step_id = step.id;
         started.step_name = step.name.clone();
         // Progress, not an outcome: queued behind what is pending, not waited for (the live
         // state is in memory; the job outcome is written, and waited for, at the end).
         let mut batch = std::mem::take(pending);
         batch.push(Write::AppendEvent(started));
-        queue(runtime, batch).await;
+        queue(&**host, batch).await;
 
         let started_at = Utc::now();
         let clock = Instant::now();
-        let (result, output, package_hash) = run_attempt(runtime, record, step, attempt, cancel, groups).await;
+        let (result, output, package_hash) = run_attempt(host, record, step, attempt, cancel, groups).await;
         let duration_ms = clock.elapsed().as_millis() as u64;
         if let Some(hash) = package_hash
             && !record.package_hashes.contains(&hash)
@@ -212,9 +217,9 @@ async fn run_step(
         }));
         if retry {
             record.status = RunStatus::BetweenRetries;
-            runtime.set_progress(&record.run_id, RunStatus::BetweenRetries, step.id);
+            host.set_progress(&record.run_id, RunStatus::BetweenRetries, step.id);
         }
-        let mut event = event_for(record, kind, message);
+        let mut event = OutboxEvent::about(record, kind, message);
         event.step_id = step.id;
         event.step_name = step.name.clone();
         event.exit_code = result.exit_code;
@@ -225,7 +230,7 @@ async fn run_step(
             return result;
         }
         batch.push(Write::UpdateRun(record.clone()));
-        write(runtime, batch).await;
+        write(&**host, batch).await;
         tokio::select! {
             _ = tokio::time::sleep(step.retry_interval) => {}
             _ = cancel.cancelled() => {
@@ -239,7 +244,7 @@ async fn run_step(
 /// Records the job outcome: what is `pending` (the last step's end), the run's final state, the
 /// step 0 history row, the FINISHED event; in one commit.
 async fn finish(
-    runtime: &AgentRuntime,
+    host: &dyn RunHost,
     record: &mut RunRecord,
     last: &LastStep,
     end: &JobEnd,
@@ -261,11 +266,7 @@ async fn finish(
         JobEnd::Succeeded => format!("The job succeeded.  {invoked}  {last_step}"),
         JobEnd::Failed(reason) => format!("The job failed: {reason}  {invoked}  {last_step}"),
         JobEnd::Canceled => {
-            let by = runtime
-                .lock_active()
-                .get(&record.run_id)
-                .and_then(|r| r.stopped_by.clone())
-                .unwrap_or_else(|| "the agent shutting down".to_string());
+            let by = host.stopped_by(&record.run_id).unwrap_or_else(|| "the agent shutting down".to_string());
             format!("The job was stopped prior to completion by User {by}.  {invoked}  {last_step}")
         }
     };
@@ -287,25 +288,25 @@ async fn finish(
         run_id: record.run_id.clone(),
         retries_attempted: 0,
     };
-    let mut event = event_for(record, EventKind::Finished, message);
+    let mut event = OutboxEvent::about(record, EventKind::Finished, message);
     event.duration_ms = duration_ms;
     tracing::info!(run = %record.run_id, job = %record.job, status = status.as_str(), duration_ms, "run finished");
     pending.extend([Write::UpdateRun(record.clone()), Write::AppendHistory(history), Write::AppendEvent(event)]);
-    write(runtime, pending).await;
+    write(host, pending).await;
 }
 
 /// Queues a batch without waiting for its commit; a failure is logged by the store's writer.
-async fn queue(runtime: &AgentRuntime, batch: Vec<Write>) {
-    if let Err(e) = runtime.store.queue(batch).await {
+async fn queue(host: &dyn RunHost, batch: Vec<Write>) {
+    if let Err(e) = host.store().queue(batch).await {
         tracing::error!(error = %e, "cannot record run progress; the history of this run is incomplete");
     }
 }
 
 /// Writes a batch; a store failure is logged (the run goes on; its outcome write retries once).
-async fn write(runtime: &AgentRuntime, batch: Vec<Write>) {
-    if let Err(first) = runtime.store.write(batch.clone()).await {
+async fn write(host: &dyn RunHost, batch: Vec<Write>) {
+    if let Err(first) = host.store().write(batch.clone()).await {
         tracing::error!(error = %first, "cannot record run progress; retrying once");
-        if let Err(e) = runtime.store.write(batch).await {
+        if let Err(e) = host.store().write(batch).await {
             tracing::error!(error = %e, "cannot record run progress; the history of this run is incomplete");
         }
     }
