@@ -66,7 +66,6 @@ struct Inner {
     store: Store,
     registry: Registry,
     data_dir: PathBuf,
-    start_timeout: std::time::Duration,
     live: Mutex<HashMap<String, Live>>,
     requests: tokio::sync::Mutex<()>,
     /// Running children by execution, then by run id.
@@ -77,7 +76,7 @@ struct Inner {
 
 impl Executions {
     /// Executions stored in `store`, placing agent jobs through `registry`.
-    pub fn new(store: Store, registry: Registry, data_dir: PathBuf, start_timeout: std::time::Duration) -> Self {
+    pub fn new(store: Store, registry: Registry, data_dir: PathBuf) -> Self {
         let registry_outcomes = registry.outcomes();
         let registry_stops = registry.stopped();
         let (child_writes, queued) = mpsc::unbounded_channel();
@@ -87,7 +86,6 @@ impl Executions {
                 store,
                 registry,
                 data_dir,
-                start_timeout,
                 live: Mutex::new(HashMap::new()),
                 requests: tokio::sync::Mutex::new(()),
                 children: Mutex::new(HashMap::new()),
@@ -251,8 +249,7 @@ impl Executions {
             let this = self.clone();
             Arc::new(move |update: ChildUpdate| this.child_changed(update))
         };
-        let jobs =
-            AgentJobs::new(self.inner.registry.clone(), self.inner.start_timeout, record.caller.clone(), Some(sink));
+        let jobs = AgentJobs::new(self.inner.registry.clone(), record.caller.clone(), Some(sink));
         options.agent_jobs = Some(Arc::new(jobs));
         let run = run_package(package, options).await;
         let _ = writer.await;
@@ -368,11 +365,7 @@ impl Executions {
             batch.push(cursor);
             return;
         }
-        let status = match switchyard_proto::RunStatus::try_from(outcome.status as i32) {
-            Ok(switchyard_proto::RunStatus::Succeeded) => ChildStatus::Succeeded,
-            Ok(switchyard_proto::RunStatus::Canceled) => ChildStatus::Canceled,
-            _ => ChildStatus::Failed,
-        };
+        let status = outcome.child_status();
         if let Some(list) = self.inner.children.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&outcome.execution_id)
         {
             list.remove(&outcome.run_id);
@@ -486,14 +479,12 @@ impl Executions {
             .map(|list| list.values().cloned().collect())
             .unwrap_or_default();
         for child in running.into_iter().filter(|c| c.on_parent_end == OnParentEnd::Cancel) {
-            let Some(mut client) = self.inner.registry.client(&child.agent) else { continue };
-            let mut call = tonic::Request::new(switchyard_proto::StopJobRequest {
-                run_id: child.run_id.clone(),
-                job: String::new(),
-                requested_by: "switchyard coordinator (execution canceled)".into(),
-            });
-            call.set_timeout(self.inner.start_timeout);
-            match client.stop_job(call).await {
+            let stop = self.inner.registry.stop_run(
+                &child.agent,
+                &child.run_id,
+                "switchyard coordinator (execution canceled)",
+            );
+            match stop.await {
                 Ok(_) => tracing::info!(agent = %child.agent, run = %child.run_id, "child run stopped"),
                 Err(e) if matches!(e.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound) => {}
                 Err(e) => {

@@ -45,15 +45,14 @@ pub struct ChildUpdate {
 #[derive(Clone)]
 pub struct AgentJobs {
     registry: Registry,
-    start_timeout: Duration,
     requested_by: String,
     sink: Option<ChildSink>,
 }
 
 impl AgentJobs {
     /// A launcher over `registry`; `requested_by` names the caller in agents' history.
-    pub fn new(registry: Registry, start_timeout: Duration, requested_by: String, sink: Option<ChildSink>) -> Self {
-        Self { registry, start_timeout, requested_by, sink }
+    pub fn new(registry: Registry, requested_by: String, sink: Option<ChildSink>) -> Self {
+        Self { registry, requested_by, sink }
     }
 }
 
@@ -205,11 +204,7 @@ impl AgentJobs {
         let last = children.len() - 1;
         match ended {
             WaitOutcome::Finished(outcome) => {
-                let status = match pb::RunStatus::try_from(outcome.status as i32).unwrap_or(pb::RunStatus::Failed) {
-                    pb::RunStatus::Succeeded => ChildStatus::Succeeded,
-                    pb::RunStatus::Canceled => ChildStatus::Canceled,
-                    _ => ChildStatus::Failed,
-                };
+                let status = outcome.child_status();
                 children[last].status = status;
                 children[last].duration_ms = Some(outcome.duration_ms);
                 self.tell(request, attempt, &key, children[last].clone());
@@ -318,7 +313,7 @@ impl AgentJobs {
         };
         loop {
             let mut call = tonic::Request::new(message.clone());
-            call.set_timeout(self.start_timeout);
+            call.set_timeout(self.registry.settings().start_timeout);
             let reply = tokio::select! {
                 reply = client.start_job(call) => reply,
                 _ = request.cancel.cancelled() => return Err(Refusal::Fatal("canceled while starting".into())),
@@ -364,16 +359,8 @@ impl AgentJobs {
     }
 
     async fn stop(&self, agent: &str, run_id: &str) {
-        if let Some(mut client) = self.registry.client(agent) {
-            let mut call = tonic::Request::new(pb::StopJobRequest {
-                run_id: run_id.to_string(),
-                job: String::new(),
-                requested_by: self.requested_by.clone(),
-            });
-            call.set_timeout(self.start_timeout);
-            if let Err(e) = client.stop_job(call).await {
-                tracing::warn!(%agent, run = %run_id, error = %e.message(), "cannot stop a child run");
-            }
+        if let Err(e) = self.registry.stop_run(agent, run_id, &self.requested_by).await {
+            tracing::warn!(%agent, run = %run_id, error = %e.message(), "cannot stop a child run");
         }
     }
 

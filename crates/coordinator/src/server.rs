@@ -52,11 +52,11 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
         ));
     }
     let store = Store::open(&config.data_dir)?;
-    let registry = Registry::new(registry_settings(config), shutdown);
+    let registry = Registry::new(RegistrySettings::from_config(config), shutdown);
     registry.resume_from(store.agent_cursors().await?);
     // Executions follow the registry's outcomes from before the first agent is added, so no
     // outcome replayed from an agent's outbox goes unrecorded.
-    let executions = Executions::new(store, registry.clone(), config.data_dir.clone(), config.start_timeout);
+    let executions = Executions::new(store, registry.clone(), config.data_dir.clone());
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
@@ -67,16 +67,6 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
         tracing::warn!(executions = interrupted, "marked executions of the previous process ended_unexpectedly");
     }
     Ok(Coordinator { registry, executions })
-}
-
-/// The registry settings a config gives.
-pub fn registry_settings(config: &CoordinatorConfig) -> RegistrySettings {
-    RegistrySettings {
-        heartbeat_interval: config.heartbeat_interval,
-        down_after: config.down_after,
-        strategy: config.placement,
-        start_timeout: config.start_timeout,
-    }
 }
 
 /// Serves a coordinator on `listener` until `shutdown` fires.

@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use switchyard_coordinator::config::{ConfigOverrides, CoordinatorConfig};
 use switchyard_coordinator::launcher::AgentJobs;
-use switchyard_coordinator::registry::{AgentSource, AgentState, Registry};
-use switchyard_coordinator::server::registry_settings;
+use switchyard_coordinator::registry::{AgentSource, AgentState, Registry, RegistrySettings};
 use switchyard_package::engine::AgentJobLauncher;
 
 /// Builds a launcher over the agents of `config_file`, waiting (bounded) until each answered or
@@ -26,7 +25,7 @@ pub async fn launcher(
     if config.agents.is_empty() {
         anyhow::bail!("{} lists no [[agents]]; add the agents agent_job tasks should reach", config_file.display());
     }
-    let registry = Registry::new(registry_settings(&config), shutdown);
+    let registry = Registry::new(RegistrySettings::from_config(&config), shutdown);
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
@@ -45,5 +44,5 @@ pub async fn launcher(
             tracing::warn!(agent = %agent.name, state = agent.state.as_str(), "agent is not up; tasks placed on it fail or wait");
         }
     }
-    Ok(Arc::new(AgentJobs::new(registry, config.start_timeout, caller.to_string(), None)))
+    Ok(Arc::new(AgentJobs::new(registry, caller.to_string(), None)))
 }

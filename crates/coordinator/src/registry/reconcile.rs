@@ -6,8 +6,8 @@ use std::time::Duration;
 use switchyard_proto::StopJobRequest;
 use switchyard_proto::agent_client::AgentClient;
 use tokio::sync::broadcast;
-use tonic::Code;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use super::{AgentState, Inner, Registry};
 
@@ -92,24 +92,47 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Asks `agent` to stop one run, with the start deadline. NOT_FOUND when the coordinator
+    /// does not know the agent; the agent's own status otherwise (FAILED_PRECONDITION when the
+    /// run had already ended, NOT_FOUND when it does not know the run).
+    pub async fn stop_run(&self, agent: &str, run_id: &str, requested_by: &str) -> Result<(), Status> {
+        let client = self
+            .client(agent)
+            .ok_or_else(|| Status::not_found(format!("no agent named \"{agent}\" is known to the coordinator")))?;
+        stop_job(client, run_id, requested_by, self.settings().start_timeout).await
+    }
+}
+
+/// StopJob for one run: the one place the coordinator asks an agent to stop something.
+async fn stop_job(
+    mut client: AgentClient<Channel>,
+    run_id: &str,
+    requested_by: &str,
+    timeout: Duration,
+) -> Result<(), Status> {
+    let mut call = tonic::Request::new(StopJobRequest {
+        run_id: run_id.to_string(),
+        job: String::new(),
+        requested_by: requested_by.to_string(),
+    });
+    call.set_timeout(timeout);
+    client.stop_job(call).await.map(|_| ())
+}
+
 /// Sends the agent's pending stops; those that cannot be delivered stay pending.
-pub(super) async fn reconcile(inner: &Inner, agent: &str, mut client: AgentClient<Channel>) {
+pub(super) async fn reconcile(inner: &Inner, agent: &str, client: AgentClient<Channel>) {
     let pending = match inner.lock().agents.get_mut(agent) {
         Some(entry) => std::mem::take(&mut entry.pending_stops),
         None => return,
     };
     let mut undelivered = Vec::new();
     for (run_id, reason) in pending {
-        let mut call = tonic::Request::new(StopJobRequest {
-            run_id: run_id.clone(),
-            job: String::new(),
-            requested_by: match reason {
-                StopReason::Superseded => "switchyard coordinator (attempt superseded)".into(),
-                StopReason::Canceled => "switchyard coordinator (execution canceled)".into(),
-            },
-        });
-        call.set_timeout(Duration::from_secs(5));
-        match client.stop_job(call).await {
+        let requested_by = match reason {
+            StopReason::Superseded => "switchyard coordinator (attempt superseded)",
+            StopReason::Canceled => "switchyard coordinator (execution canceled)",
+        };
+        match stop_job(client.clone(), &run_id, requested_by, inner.settings.start_timeout).await {
             Ok(_) => {}
             // It had already ended (or is unknown there): a late cancel changes nothing, its real
             // outcome comes from the agent's outbox; a superseded attempt is superseded anyway.
