@@ -1,0 +1,159 @@
+//! Executions: every execution of this coordinator, its live handles (cancel, event feed,
+//! running children) and its report. Submission and the run are in `submission`, child runs
+//! and outcomes in `children`, what a restart finds in `restart`. Events and results are stored
+//! behind the run (never read back while it runs) and streamed to watchers.
+
+mod children;
+mod restart;
+mod submission;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use switchyard_package::engine::ExecutionStatus;
+use switchyard_package::model::OnParentEnd;
+
+use crate::error::Error;
+use crate::registry::Registry;
+use crate::report::Report;
+use crate::store::{Store, StoredEvent, Write};
+
+/// What StartExecution asks for, in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct StartExecution {
+    /// Makes a retried submission one execution.
+    pub request_id: Option<String>,
+    /// The parent's path among `files`.
+    pub package: String,
+    /// (relative path, content) of the parent and its children.
+    pub files: Vec<(String, String)>,
+    /// `--set` overrides as name=value.
+    pub parameters: Vec<String>,
+    /// Who asked.
+    pub caller: String,
+    /// Overrides max_concurrent.
+    pub max_concurrent: Option<i64>,
+}
+
+/// A running execution's live handles.
+struct Live {
+    cancel: CancellationToken,
+    events: broadcast::Sender<StoredEvent>,
+    /// Becomes true once the execution's result is stored.
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A child run started by an agent_job task, kept to cascade cancels.
+#[derive(Debug, Clone)]
+struct RunningChild {
+    agent: String,
+    run_id: String,
+    on_parent_end: OnParentEnd,
+}
+
+/// Every execution of this coordinator.
+#[derive(Clone)]
+pub struct Executions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    data_dir: PathBuf,
+    live: Mutex<HashMap<String, Live>>,
+    requests: tokio::sync::Mutex<()>,
+    /// Running children by execution, then by run id.
+    children: Mutex<HashMap<String, HashMap<String, RunningChild>>>,
+    /// Child records, written in the order the launcher reports them.
+    child_writes: mpsc::UnboundedSender<Write>,
+}
+
+impl Executions {
+    /// Executions stored in `store`, placing agent jobs through `registry`.
+    pub fn new(store: Store, registry: Registry, data_dir: PathBuf) -> Self {
+        let registry_outcomes = registry.outcomes();
+        let registry_stops = registry.stopped();
+        let (child_writes, queued) = mpsc::unbounded_channel();
+        tokio::spawn(children::write_in_order(store.clone(), queued));
+        let executions = Self {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                data_dir,
+                live: Mutex::new(HashMap::new()),
+                requests: tokio::sync::Mutex::new(()),
+                children: Mutex::new(HashMap::new()),
+                child_writes,
+            }),
+        };
+        // Subscribe now, before any agent's stream can deliver an outcome.
+        tokio::spawn(executions.clone().record_outcomes(registry_outcomes));
+        tokio::spawn(executions.clone().record_stops(registry_stops));
+        executions
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Cancels an execution: no new task starts, running processes end, and running children
+    /// on agents are stopped (unless their task says on_parent_end = "abandon").
+    pub async fn cancel(&self, execution_id: &str) -> Result<ExecutionStatus, Error> {
+        let live =
+            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.cancel.clone());
+        match live {
+            Some(cancel) => {
+                cancel.cancel();
+                self.cascade_cancel(execution_id).await;
+                Ok(ExecutionStatus::Stopping)
+            }
+            None => {
+                let record = self
+                    .inner
+                    .store
+                    .execution(execution_id)
+                    .await?
+                    .ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+                Err(Error::FailedPrecondition(format!(
+                    "execution \"{execution_id}\" already ended ({})",
+                    record.status
+                )))
+            }
+        }
+    }
+
+    /// Resolves once the execution's result is stored (at once for one that is not running).
+    pub async fn wait_finished(&self, execution_id: &str) {
+        let finished =
+            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.finished.clone());
+        if let Some(mut finished) = finished {
+            let _ = finished.wait_for(|done| *done).await;
+        }
+    }
+
+    /// The live event feed of a running execution, if it runs.
+    pub fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<StoredEvent>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.events.subscribe())
+    }
+
+    /// The Overview report of an execution (while it runs: what is stored so far).
+    pub async fn report(&self, execution_id: &str) -> Result<Report, Error> {
+        let store = &self.inner.store;
+        let execution =
+            store.execution(execution_id).await?.ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+        let tasks = store.tasks(execution_id).await?;
+        let children = store
+            .children(execution_id)
+            .await?
+            .into_iter()
+            .map(switchyard_package::engine::ChildRecord::from)
+            .collect();
+        Ok(Report { execution, tasks, children })
+    }
+}

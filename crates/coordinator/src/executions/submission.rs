@@ -1,0 +1,191 @@
+//! Submission: the files sent with a package are written under the data dir and validated, the
+//! execution is recorded, and the engine runs it with agent jobs placed through the registry;
+//! its events are stored behind the run and fed to watchers once durable.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use switchyard_package::engine::{Event, ExecutionStatus, RunOptions, bind_parameters, run_package};
+use switchyard_package::{LoadError, load_package};
+
+use super::{Executions, Live, StartExecution};
+use crate::error::Error;
+use crate::launcher::{AgentJobs, ChildSink, ChildUpdate};
+use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
+
+impl Executions {
+    /// Starts an execution; a repeated request id answers with the one it started.
+    pub async fn start(&self, request: StartExecution) -> Result<(String, bool), Error> {
+        // One start at a time per coordinator keeps request-id checks and inserts atomic.
+        let _one = self.inner.requests.lock().await;
+        if let Some(id) = request.request_id.as_deref().filter(|r| !r.is_empty())
+            && let Some(existing) = self.inner.store.execution_by_request(id).await?
+        {
+            return Ok((existing.execution_id, true));
+        }
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let dir = self.inner.data_dir.join("executions").join(&execution_id);
+        let package_path = write_files(&dir, &request.package, &request.files)?;
+        let package = match load_package(&package_path) {
+            Ok(loaded) => loaded.package,
+            Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
+            Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
+        };
+        let parameters = bind_parameters(&package, &request.parameters)
+            .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
+        let mut all_parameters = package.parameters.clone();
+        for (k, v) in &parameters {
+            all_parameters.insert(k.clone(), v.clone());
+        }
+        let record = ExecutionRecord {
+            execution_id: execution_id.clone(),
+            request_id: request.request_id.clone().filter(|r| !r.is_empty()),
+            package: package.name.clone(),
+            package_file: request.package.clone(),
+            status: ExecutionStatus::Running,
+            caller: request.caller.clone(),
+            parameters: all_parameters,
+            started_at: Utc::now(),
+            ended_at: None,
+            duration_ms: None,
+        };
+        self.inner.store.write(vec![Write::InsertExecution(record.clone())]).await?;
+        let cancel = CancellationToken::new();
+        let (events, _) = broadcast::channel(4096);
+        let (finished_tx, finished) = tokio::sync::watch::channel(false);
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution_id.clone(), Live { cancel: cancel.clone(), events: events.clone(), finished });
+        tracing::info!(execution = %execution_id, package = %package.name, "execution started");
+        let this = self.clone();
+        let options = RunOptions {
+            execution_id: execution_id.clone(),
+            parameters,
+            max_concurrent: request.max_concurrent,
+            cancel,
+            ..RunOptions::default()
+        };
+        tokio::spawn(async move {
+            this.run(record, package, options, events).await;
+            let _ = finished_tx.send(true);
+        });
+        Ok((execution_id, false))
+    }
+
+    /// Runs a recorded execution to its end and stores its tasks, in-process children and result.
+    async fn run(
+        self,
+        mut record: ExecutionRecord,
+        package: Arc<switchyard_package::Package>,
+        mut options: RunOptions,
+        events: broadcast::Sender<StoredEvent>,
+    ) {
+        let id = record.execution_id.clone();
+        let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
+        let writer = tokio::spawn(store_events(self.inner.store.clone(), id.clone(), event_rx, events));
+        options.observer = Some(Arc::new(move |event: &Event| {
+            let _ = event_tx.send(event.clone());
+        }));
+        let sink: ChildSink = {
+            let this = self.clone();
+            Arc::new(move |update: ChildUpdate| this.child_changed(update))
+        };
+        let jobs = AgentJobs::new(self.inner.registry.clone(), record.caller.clone(), Some(sink));
+        options.agent_jobs = Some(Arc::new(jobs));
+        let run = run_package(package, options).await;
+        let _ = writer.await;
+        record.status = run.status;
+        record.ended_at = Some(run.ended_at);
+        record.duration_ms = Some(run.duration_ms);
+        // Children run in process (package tasks) are known only from the run's result.
+        let in_process: Vec<Write> = run
+            .children
+            .iter()
+            .filter(|c| c.agent.is_none())
+            .map(|c| {
+                Write::UpsertChild(ChildRunRecord {
+                    execution_id: id.clone(),
+                    task_path: c.task.clone(),
+                    attempt: 0,
+                    agent: String::new(),
+                    job: String::new(),
+                    run_id: format!("{}#{}", id, c.task),
+                    idempotency_key: String::new(),
+                    status: c.status,
+                    started_at: run.started_at,
+                    duration_ms: c.duration_ms,
+                    message: String::new(),
+                    package: c.package.clone(),
+                })
+            })
+            .collect();
+        let mut batch = vec![Write::PutTasks { execution_id: id.clone(), tasks: run.tasks }];
+        batch.extend(in_process);
+        batch.push(Write::UpdateExecution(record.clone()));
+        if let Err(e) = self.inner.store.write(batch).await {
+            tracing::error!(execution = %id, error = %e, "cannot store the execution's result");
+        }
+        if record.status == ExecutionStatus::Canceled {
+            self.cascade_cancel(&id).await;
+        }
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.forget_children_if_done(&id);
+        tracing::info!(execution = %id, status = %record.status, "execution finished");
+    }
+}
+
+/// Writes the sent files under `dir`, refusing paths that leave it; returns the parent's path.
+fn write_files(dir: &Path, package: &str, files: &[(String, String)]) -> Result<PathBuf, Error> {
+    let mut parent = None;
+    for (path, content) in files {
+        let relative = Path::new(path);
+        if path.is_empty()
+            || relative.is_absolute()
+            || relative.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "files: \"{path}\" must be a relative path inside the package's folder (no .., no absolute paths)"
+            )));
+        }
+        let target = dir.join(relative);
+        if let Some(folder) = target.parent() {
+            std::fs::create_dir_all(folder)
+                .map_err(|e| Error::InvalidArgument(format!("files: cannot create {}: {e}", folder.display())))?;
+        }
+        std::fs::write(&target, content)
+            .map_err(|e| Error::InvalidArgument(format!("files: cannot write {}: {e}", target.display())))?;
+        if path == package {
+            parent = Some(target);
+        }
+    }
+    parent.ok_or_else(|| Error::InvalidArgument(format!("package: \"{package}\" is not among the files sent")))
+}
+
+/// Stores an execution's events in order, batching whatever is queued, and feeds watchers
+/// once each batch is durable.
+async fn store_events(
+    store: Store,
+    execution_id: String,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    live: broadcast::Sender<StoredEvent>,
+) {
+    let mut batch = Vec::new();
+    while events.recv_many(&mut batch, 1024).await > 0 {
+        let stored: Vec<StoredEvent> = batch
+            .drain(..)
+            .map(|event| StoredEvent { execution_id: execution_id.clone(), sequence: event.seq, event })
+            .collect();
+        if let Err(e) = store.write(vec![Write::AppendEvents(stored.clone())]).await {
+            tracing::error!(execution = %execution_id, error = %e, "cannot store execution events");
+        }
+        for event in stored {
+            let _ = live.send(event);
+        }
+    }
+}
