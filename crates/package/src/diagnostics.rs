@@ -83,7 +83,7 @@ impl fmt::Display for Diagnostics {
 
 /// Turns byte offsets of one source text into 1-based lines and columns.
 #[derive(Debug, Clone)]
-pub struct SourceMap {
+pub(crate) struct SourceMap {
     file: PathBuf,
     text: String,
     line_starts: Vec<usize>,
@@ -95,11 +95,6 @@ impl SourceMap {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self { file: file.to_path_buf(), text: text.to_string(), line_starts }
-    }
-
-    /// The file this map is of.
-    pub fn file(&self) -> &Path {
-        &self.file
     }
 
     /// The source text.

@@ -3,15 +3,16 @@
 //! This crate knows nothing of the network: `agent_job` tasks reach agents through the
 //! [`engine::AgentJobLauncher`] trait that the coordinator implements.
 
-pub mod diagnostics;
+mod diagnostics;
 pub mod engine;
 pub mod expr;
 pub mod load;
 pub mod model;
 pub mod process;
-pub mod template;
+mod template;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use engine::{ExecutionStatus, PackageRun, RunOptions, run_package};
 pub use load::{LoadError, Loaded, load_package};
 pub use model::{Package, Task, TaskKind, TaskResult};
+pub use template::{Template, TemplateError};
