@@ -2,6 +2,8 @@
 
 mod address;
 mod agent;
+#[cfg(test)]
+mod cli_docs;
 mod coordinator;
 mod demo;
 mod demo_agent;
