@@ -35,6 +35,9 @@ pub enum ServeError {
     NotSupported(String),
 }
 
+/// How long open calls may take to finish once shutdown begins.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
 /// What a running coordinator holds, for embedding (the demo, local runs with agents).
 #[derive(Clone)]
 pub struct Coordinator {
@@ -88,16 +91,26 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let service =
-        CoordinatorService::new(coordinator.executions.clone(), coordinator.registry.clone(), Duration::from_secs(30));
+    let service = CoordinatorService::new(
+        coordinator.executions.clone(),
+        coordinator.registry.clone(),
+        Duration::from_secs(30),
+        shutdown.clone(),
+    );
     let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(64 * 1024 * 1024);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
-        .await?;
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.clone().cancelled_owned());
+    // Streams end when `shutdown` fires; unary calls get DRAIN_GRACE to finish.
+    tokio::select! {
+        served = server => served?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_GRACE).await } => {
+            tracing::warn!(grace = ?DRAIN_GRACE, "open calls did not finish within the grace period; stopping anyway");
+        }
+    }
     tracing::info!("coordinator stopped");
     Ok(())
 }

@@ -3,9 +3,10 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use switchyard_package::engine::ExecutionStatus;
@@ -22,12 +23,33 @@ pub struct CoordinatorService {
     executions: Executions,
     registry: Registry,
     call_timeout: Duration,
+    /// Fires when the coordinator shuts down: every response stream ends then.
+    shutdown: CancellationToken,
 }
 
 impl CoordinatorService {
-    /// A service over the executions and the registry.
-    pub fn new(executions: Executions, registry: Registry, call_timeout: Duration) -> Self {
-        Self { executions, registry, call_timeout }
+    /// A service over the executions and the registry; its streams end when `shutdown` fires.
+    pub fn new(
+        executions: Executions,
+        registry: Registry,
+        call_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { executions, registry, call_timeout, shutdown }
+    }
+
+    /// Ends `stream` when the coordinator shuts down, with UNAVAILABLE saying why: tonic's
+    /// graceful shutdown otherwise waits for open streams (a `switchyard watch`) forever.
+    fn until_shutdown<T: Send + 'static>(
+        &self,
+        stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    ) -> Stream_<T> {
+        let shutdown = self.shutdown.clone();
+        let said = futures::stream::once(async {
+            Err(Status::unavailable("the coordinator is shutting down; try again once it is back"))
+        })
+        .filter(move |_| std::future::ready(shutdown.is_cancelled()));
+        Box::pin(stream.take_until(self.shutdown.clone().cancelled_owned()).chain(said))
     }
 }
 
@@ -131,7 +153,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         }
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(feed_watcher(self.executions.clone(), r.execution_id, r.after_sequence, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.until_shutdown(ReceiverStream::new(rx))))
     }
 
     async fn list_executions(
@@ -169,7 +191,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let page = if r.page_size == 0 { 500 } else { r.page_size as usize };
         let parts = report.to_proto_parts(page);
         let stream = tokio_stream::iter(parts.into_iter().map(Ok));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(self.until_shutdown(stream)))
     }
 
     async fn list_agents(&self, _: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
@@ -316,7 +338,12 @@ async fn feed_watcher(
     }
     let Some(feed) = live.as_mut() else { return };
     loop {
-        match feed.recv().await {
+        // A watcher that went away (or a stream ended by shutdown) ends this feed at once.
+        let received = tokio::select! {
+            received = feed.recv() => received,
+            _ = tx.closed() => return,
+        };
+        match received {
             Ok(stored) if stored.sequence <= last => {}
             Ok(stored) => {
                 last = stored.sequence;
