@@ -2,21 +2,21 @@
 //! packages or commands, starts them on request over gRPC and answers at once, and keeps a
 //! durable history and an outbox of run events in SQLite.
 
-pub mod admin;
+mod admin;
 pub mod config;
-pub mod error;
-pub mod faults;
+mod error;
+mod faults;
 pub mod jobs;
-pub mod model;
-pub mod package_cache;
-pub mod recovery;
-pub mod registration;
+mod model;
+mod package_cache;
+mod recovery;
+mod registration;
 mod runner;
-pub mod runtime;
+mod runtime;
 pub mod server;
-pub mod service;
-pub mod store;
-pub mod wire;
+mod service;
+mod store;
+mod wire;
 
 pub use error::Error;
 pub use server::serve;

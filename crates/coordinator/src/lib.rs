@@ -3,15 +3,15 @@
 //! report.
 
 pub mod config;
-pub mod error;
+mod error;
 pub mod executions;
 pub mod launcher;
 pub mod placement;
 pub mod registry;
-pub mod replay;
+mod replay;
 pub mod report;
 pub mod server;
-pub mod service;
+mod service;
 pub mod store;
 
 pub use error::Error;

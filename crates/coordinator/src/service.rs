@@ -9,7 +9,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use switchyard_package::engine::ExecutionStatus;
 use switchyard_proto as pb;
 use switchyard_proto::convert::{struct_from_params, timestamp};
 
@@ -378,12 +377,4 @@ async fn feed_watcher(
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
-}
-
-/// True when an execution status is final.
-pub fn is_final(status: ExecutionStatus) -> bool {
-    !matches!(
-        status,
-        ExecutionStatus::Created | ExecutionStatus::Running | ExecutionStatus::Pending | ExecutionStatus::Stopping
-    )
 }
