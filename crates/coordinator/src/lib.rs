@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod executions;
 pub mod launcher;
+pub mod model;
 pub mod placement;
 pub mod registry;
 pub mod replay;
