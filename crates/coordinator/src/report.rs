@@ -127,7 +127,7 @@ pub(crate) mod tests {
     use switchyard_package::expr::Map;
 
     use super::*;
-    use crate::model::ExecutionRecord;
+    use crate::model::{ExecutionRecord, parse_name};
 
     pub(crate) fn at(ms: i64) -> DateTime<Utc> {
         Utc.timestamp_millis_opt(1_795_000_000_000 + ms).single().expect("a valid time")
@@ -266,6 +266,32 @@ pub(crate) mod tests {
         let value = report.to_json();
         assert_eq!(value["ended_at"], "2026-11-18T11:06:41.234Z");
         assert_eq!(value["duration_ms"], 1234);
+    }
+
+    #[test]
+    fn every_status_name_parses_back() {
+        for status in [
+            ExecutionStatus::Created,
+            ExecutionStatus::Running,
+            ExecutionStatus::Canceled,
+            ExecutionStatus::Failed,
+            ExecutionStatus::Pending,
+            ExecutionStatus::EndedUnexpectedly,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Stopping,
+            ExecutionStatus::Completed,
+        ] {
+            assert_eq!(parse_name::<ExecutionStatus>(status.as_str()), Some(status));
+        }
+        for status in EVERY_CHILD_STATUS {
+            assert_eq!(parse_name::<ChildStatus>(status.as_str()), Some(status));
+        }
+        for result in
+            [TaskResult::Success, TaskResult::Failure, TaskResult::Completion, TaskResult::Canceled, TaskResult::NotRun]
+        {
+            assert_eq!(parse_name::<TaskResult>(result.as_str()), Some(result));
+        }
+        assert_eq!(parse_name::<ExecutionStatus>("Running"), None);
     }
 
     #[test]

@@ -223,3 +223,133 @@ impl<A: Apply> Writer<A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+    use crate::{Database, Found, Schema, StoreStats, Synchronous, open_writer};
+
+    const SCHEMA: Schema = Schema {
+        program: "test",
+        version: 1,
+        tables: "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE items (name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;",
+    };
+
+    /// Inserts names; counts what the hooks saw.
+    struct Items {
+        path: PathBuf,
+        committed: usize,
+        rolled_back: usize,
+    }
+
+    impl Apply for Items {
+        type Request = Vec<String>;
+        type Receipt = usize;
+
+        fn apply(&mut self, connection: &Connection, names: &Vec<String>) -> Result<usize, StoreError> {
+            for name in names {
+                connection
+                    .prepare_cached("INSERT INTO items (name) VALUES (?1)")
+                    .and_then(|mut insert| insert.execute([name]))
+                    .map_err(|error| StoreError::sqlite(&self.path, error))?;
+            }
+            Ok(names.len())
+        }
+
+        fn records(names: &Vec<String>) -> usize {
+            names.len()
+        }
+
+        fn committed(&mut self, outcomes: &[Result<usize, StoreError>]) {
+            self.committed += outcomes.len();
+        }
+
+        fn rolled_back(&mut self, _connection: &Connection) {
+            self.rolled_back += 1;
+        }
+    }
+
+    fn open(path: &Path) -> Connection {
+        let (connection, found) =
+            open_writer(path, Synchronous::Normal, &SCHEMA, |_, found| Ok(found)).expect("open the writer");
+        assert_eq!(found, Found::Created);
+        connection
+    }
+
+    fn names(path: &Path) -> Vec<String> {
+        let reader = crate::open_reader(path).expect("reader");
+        let mut statement = reader.prepare("SELECT name FROM items ORDER BY name").expect("prepare");
+        statement.query_map([], |row| row.get(0)).and_then(Iterator::collect).expect("read names")
+    }
+
+    #[test]
+    fn a_failing_request_is_undone_alone_and_a_failed_transaction_fails_every_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.db");
+        let items = Items { path: path.clone(), committed: 0, rolled_back: 0 };
+        let wal = Arc::new(Wal::new(path.clone()));
+        let (signal, _signals) = sync_channel(1);
+        let mut writer = Writer::new(open(&path), items, wal.clone(), signal);
+        let write = |names: &[&str]| {
+            let (reply, outcome) = oneshot::channel();
+            (Message::Write { request: names.iter().map(|name| name.to_string()).collect(), reply }, outcome)
+        };
+
+        let (first, mut first_done) = write(&["a"]);
+        let (repeated, mut repeated_done) = write(&["b", "a"]);
+        let (last, mut last_done) = write(&["c"]);
+        assert_eq!(writer.commit(vec![first, repeated, last]), Continue::Run);
+        assert_eq!(first_done.try_recv().expect("replied").expect("stored"), 1);
+        let error = repeated_done.try_recv().expect("replied").expect_err("a repeated name is refused");
+        assert!(error.is_constraint_violation(), "{error}");
+        assert_eq!(last_done.try_recv().expect("replied").expect("stored"), 1);
+        assert_eq!(names(&path), ["a", "c"], "the refused request's first insert was undone");
+        assert_eq!(writer.apply.committed, 3);
+
+        // A transaction that cannot begin (one is already open) fails every request in it.
+        writer.connection.execute_batch("BEGIN").expect("begin");
+        let (doomed, mut doomed_done) = write(&["d"]);
+        let (shutdown, stopped) = oneshot::channel();
+        assert_eq!(writer.commit(vec![doomed, Message::Shutdown { reply: shutdown }]), Continue::Stop);
+        assert!(doomed_done.try_recv().expect("replied").is_err());
+        drop(stopped);
+        assert_eq!(writer.apply.rolled_back, 1);
+        assert_eq!(wal.stats(), StoreStats { commits: 1, requests: 4, ..StoreStats::default() });
+    }
+
+    #[tokio::test]
+    async fn a_database_writes_reads_and_refuses_writes_once_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.db");
+        let items = Items { path: path.clone(), committed: 0, rolled_back: 0 };
+        let database = Database::start(&path, open(&path), items).expect("start");
+        assert_eq!(database.write(vec!["a".into(), "b".into()]).await.expect("write"), 2);
+        database.queue(vec!["c".into()]).await.expect("queue");
+        database.write(Vec::new()).await.expect("a later write commits after the queued one");
+        let count: i64 = database
+            .read(|connection| connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0)))
+            .await
+            .expect("read");
+        assert_eq!(count, 3);
+
+        let other = database.clone();
+        database.close().await;
+        let error = other.write(vec!["d".into()]).await.expect_err("closed");
+        assert!(matches!(error, StoreError::Closed { .. }), "{error}");
+        assert_eq!(other.read(|_| Ok(1)).await.expect("reads go on"), 1);
+    }
+
+    #[test]
+    fn a_database_of_another_schema_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.db");
+        drop(open(&path));
+        let newer = Schema { version: 2, ..SCHEMA };
+        let error = open_writer(&path, Synchronous::Full, &newer, |_, _| Ok(())).expect_err("refused");
+        assert!(error.to_string().contains("has schema version 1, this test reads version 2"), "{error}");
+    }
+}
