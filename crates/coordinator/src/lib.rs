@@ -6,6 +6,7 @@ pub mod config;
 mod error;
 pub mod executions;
 pub mod launcher;
+pub mod model;
 pub mod placement;
 pub mod registry;
 mod replay;

@@ -8,26 +8,14 @@ mod wire;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use switchyard_package::engine::{ChildRecord, TaskRecord};
 use switchyard_package::model::TaskResult;
 
-use crate::store::ExecutionRecord;
+pub use crate::model::Report;
 
 pub use wire::{child_record, child_row, task_record, task_row};
 
 /// Task rows per `ReportPart` when the caller asks for 0 (GetReportRequest.page_size).
 pub const DEFAULT_PAGE_SIZE: usize = 500;
-
-/// An execution's Overview report.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The execution's information and the parameters used.
-    pub execution: ExecutionRecord,
-    /// Every task of the package, in order; those that never ran with `not_run`.
-    pub tasks: Vec<TaskRecord>,
-    /// The child packages executed, every attempt included.
-    pub children: Vec<ChildRecord>,
-}
 
 impl Report {
     /// The report as DESIGN.md §9's JSON object, plus `caller`: times RFC 3339 UTC with
@@ -113,12 +101,6 @@ pub fn rfc3339(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A status or result from its lower-case name (`ended_unexpectedly`, `not_run`), through its
-/// serde name so the names live in one place.
-pub(crate) fn parse_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
-    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name)).ok()
-}
-
 /// A duration for people: `812ms`, `12.345s`, `3m07.250s`, `1h02m03.000s`.
 pub(crate) fn human_duration(ms: u64) -> String {
     let (hours, minutes, seconds, millis) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
@@ -141,10 +123,11 @@ pub(crate) fn parameter_text(value: &Value) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use chrono::TimeZone;
-    use switchyard_package::engine::{ChildStatus, ExecutionStatus};
+    use switchyard_package::engine::{ChildRecord, ChildStatus, ExecutionStatus, TaskRecord};
     use switchyard_package::expr::Map;
 
     use super::*;
+    use crate::model::{ExecutionRecord, parse_name};
 
     pub(crate) fn at(ms: i64) -> DateTime<Utc> {
         Utc.timestamp_millis_opt(1_795_000_000_000 + ms).single().expect("a valid time")

@@ -47,13 +47,16 @@ impl Gate {
     }
 }
 
-/// The state a store's writer and its checkpointer share.
+/// The state a store's writer, its checkpointer and its handles share: the database's path,
+/// the counters behind [`StoreStats`] and the checkpoint gate.
 #[derive(Debug)]
 pub struct Wal {
     /// The database file, for messages.
     pub path: PathBuf,
     /// Transactions committed by the writer.
     pub commits: AtomicU64,
+    /// Write requests answered by the writer (committed or failed).
+    pub requests: AtomicU64,
     /// Checkpoints run.
     pub checkpoints: AtomicU64,
     /// Blocking checkpoints that finished.
@@ -68,11 +71,35 @@ impl Wal {
         Self {
             path,
             commits: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             blocking_checkpoints: AtomicU64::new(0),
             gate: Gate::default(),
         }
     }
+
+    /// The counters as they stand.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            blocking_checkpoints: self.blocking_checkpoints.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters since a store was opened, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed by the writer.
+    pub commits: u64,
+    /// Write requests answered (committed or failed).
+    pub requests: u64,
+    /// Passive WAL checkpoints run.
+    pub checkpoints: u64,
+    /// Blocking WAL checkpoints run because the WAL grew too long.
+    pub blocking_checkpoints: u64,
 }
 
 /// Runs the checkpointer on its own connection until the writer goes away (its end of

@@ -23,31 +23,23 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use switchyard_sqlite::Database;
+use switchyard_sqlite::columns::meta;
+pub use switchyard_sqlite::{StoreError, StoreStats};
+use tokio::sync::broadcast;
 
 use crate::model::{HistoryRecord, OutboxEvent, RunRecord, RunStatus, StepOutputRecord};
 
-use switchyard_sqlite::Readers;
-pub use switchyard_sqlite::StoreError;
-use writer::{Request, Shared};
+use writer::{Applier, Shared};
 
 /// The file the store keeps in its directory.
 pub const DATABASE_FILE: &str = "agent.db";
 
-/// Requests the writer may have queued before `write` waits for room: enough for a burst of
-/// starts from every coordinator at once, small enough to push back on a runaway producer.
-const REQUEST_QUEUE: usize = 4096;
-
 /// Events kept for slow subscribers; one that falls further behind gets `Lagged` and catches up
 /// with [`Store::events_after`].
 const EVENT_CHANNEL: usize = 8192;
-
-/// Read-only connections; WAL lets them read while the writer commits.
-const READERS: usize = 2;
 
 /// How the store is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,33 +167,12 @@ pub struct StoredPackage {
     pub hash: String,
 }
 
-/// Counters since the store was opened, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Transactions committed by the writer.
-    pub commits: u64,
-    /// Write requests answered (committed or failed).
-    pub requests: u64,
-    /// Passive WAL checkpoints run.
-    pub checkpoints: u64,
-    /// Blocking WAL checkpoints run because the WAL grew too long.
-    pub blocking_checkpoints: u64,
-}
-
 /// The agent's durable store. Cheap to clone; the writer stops when the last clone is dropped
 /// or [`Store::close`] is called.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+    database: Database<Applier>,
     shared: Arc<Shared>,
-    incarnation: String,
-    created: bool,
-    readers: Readers,
-    requests: Option<mpsc::Sender<Request>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Store {
@@ -211,56 +182,36 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DATABASE_FILE);
         let opened = schema::open(&path, &options)?;
-        let shared = Arc::new(Shared::new(path.clone(), opened.last_sequence));
-        let readers = (0..READERS).map(|_| schema::open_reader(&path)).collect::<Result<Vec<_>, _>>()?;
-        let checkpoint_connection = schema::open_checkpointer(&path)?;
-
-        // A full signal slot means a checkpoint is already due; the writer never waits on it.
-        let (signal, signals) = std::sync::mpsc::sync_channel(1);
-        let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
-        let writer = writer::Writer::new(opened.connection, shared.clone(), options, opened.last_instance_id, signal)
-            .map_err(|e| StoreError::sqlite(&path, e))?;
-        let writer_thread = spawn(&path, "store writer", move || writer.run(queue))?;
-        let wal = shared.wal.clone();
-        let checkpointer_thread = spawn(&path, "store checkpointer", move || {
-            switchyard_sqlite::run_checkpointer(checkpoint_connection, signals, wal)
-        })?;
-
-        let readers = Readers::new(readers);
-        let inner = Inner {
-            shared,
-            incarnation: opened.incarnation,
-            created: opened.created,
-            readers,
-            requests: Some(requests),
-            threads: vec![writer_thread, checkpointer_thread],
-        };
-        Ok(Store { inner: Arc::new(inner) })
+        let shared = Arc::new(Shared::new(opened.incarnation, opened.created, opened.last_sequence));
+        let applier = Applier::new(&opened.connection, path.clone(), shared.clone(), options, opened.last_instance_id)
+            .map_err(|error| StoreError::sqlite(&path, error))?;
+        let database = Database::start(&path, opened.connection, applier)?;
+        Ok(Store { database, shared })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.shared.path
+        self.database.path()
     }
 
     /// The incarnation id: a UUID made when the database was created.
     pub fn incarnation(&self) -> &str {
-        &self.inner.incarnation
+        &self.shared.incarnation
     }
 
     /// True when this open created the database (and so a new incarnation).
     pub fn created(&self) -> bool {
-        self.inner.created
+        self.shared.created
     }
 
     /// The highest committed outbox sequence (0 before the first event).
     pub fn last_sequence(&self) -> u64 {
-        self.inner.shared.last_sequence.load(Ordering::Acquire)
+        self.shared.last_sequence.load(Ordering::Acquire)
     }
 
     /// Counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
-        self.inner.shared.stats()
+        self.database.stats()
     }
 
     /// Applies `batch` atomically and resolves once it is committed (durable). Requests queued
@@ -268,36 +219,31 @@ impl Store {
     /// error and leaves the others' writes in place. Dropping the future after the request was
     /// queued does not withdraw it.
     pub async fn write(&self, batch: Vec<Write>) -> Result<WriteReceipt, StoreError> {
-        let sender = self.inner.requests.as_ref().ok_or_else(|| self.closed())?;
-        let (reply, receipt) = oneshot::channel();
-        sender.send(Request::Write { batch, reply }).await.map_err(|_| self.closed())?;
-        receipt.await.map_err(|_| self.closed())?
+        self.database.write(batch).await
     }
 
     /// Queues `batch` like [`Store::write`] without waiting for its commit: writes are applied
     /// in the order they are queued, so a later awaited write is committed with or after it.
     /// A failure of the request is logged by the writer.
     pub async fn queue(&self, batch: Vec<Write>) -> Result<(), StoreError> {
-        let sender = self.inner.requests.as_ref().ok_or_else(|| self.closed())?;
-        let (reply, _receipt) = oneshot::channel();
-        sender.send(Request::Write { batch, reply }).await.map_err(|_| self.closed())
+        self.database.queue(batch).await
     }
 
     /// Committed outbox events from now on, each once it is durable.
     pub fn subscribe(&self) -> broadcast::Receiver<OutboxEvent> {
-        self.inner.shared.events.subscribe()
+        self.shared.events.subscribe()
     }
 
     /// The run with this id.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_owned();
-        self.read(move |connection| queries::run(connection, queries::RunKey::RunId, &run_id)).await
+        self.database.read(move |connection| queries::run(connection, queries::RunKey::RunId, &run_id)).await
     }
 
     /// The run started with this idempotency key.
     pub async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>, StoreError> {
         let key = key.to_owned();
-        self.read(move |connection| queries::run(connection, queries::RunKey::IdempotencyKey, &key)).await
+        self.database.read(move |connection| queries::run(connection, queries::RunKey::IdempotencyKey, &key)).await
     }
 
     /// Runs in any of these statuses, oldest accepted first.
@@ -306,44 +252,44 @@ impl Store {
             return Ok(Vec::new());
         }
         let statuses = statuses.to_vec();
-        self.read(move |connection| queries::runs_with_status(connection, &statuses)).await
+        self.database.read(move |connection| queries::runs_with_status(connection, &statuses)).await
     }
 
     /// The newest run (by acceptance) of each job, by job name.
     pub async fn latest_runs_by_job(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.read(queries::latest_runs_by_job).await
+        self.database.read(queries::latest_runs_by_job).await
     }
 
     /// History rows matching `filter`, newest first.
     pub async fn history(&self, filter: HistoryFilter) -> Result<Vec<HistoryRecord>, StoreError> {
-        self.read(move |connection| queries::history(connection, &filter)).await
+        self.database.read(move |connection| queries::history(connection, &filter)).await
     }
 
     /// Up to `limit` outbox events with a sequence above `after`, in sequence order.
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.read(move |connection| queries::events_after(connection, after, limit)).await
+        self.database.read(move |connection| queries::events_after(connection, after, limit)).await
     }
 
     /// The captured output of a run, by step and attempt.
     pub async fn outputs(&self, run_id: &str) -> Result<Vec<StepOutputRecord>, StoreError> {
         let run_id = run_id.to_owned();
-        self.read(move |connection| queries::outputs(connection, &run_id)).await
+        self.database.read(move |connection| queries::outputs(connection, &run_id)).await
     }
 
     /// Stored job definitions, by name.
     pub async fn jobs(&self) -> Result<Vec<StoredJob>, StoreError> {
-        self.read(queries::jobs).await
+        self.database.read(queries::jobs).await
     }
 
     /// Stored packages, by name.
     pub async fn packages(&self) -> Result<Vec<StoredPackage>, StoreError> {
-        self.read(queries::packages).await
+        self.database.read(queries::packages).await
     }
 
     /// A meta value, including those the store keeps (`incarnation`, `consumed_sequence`, …).
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
-        self.read(move |connection| queries::meta(connection, &key)).await
+        self.database.read(move |connection| meta(connection, &key)).await
     }
 
     /// The highest sequence recorded with [`Write::SetConsumed`] (0 when none).
@@ -362,35 +308,7 @@ impl Store {
     /// Commits what is queued and stops the writer for every clone (their later writes get
     /// [`StoreError::Closed`]); the threads end and the files close with the last clone.
     pub async fn close(self) {
-        if let Some(sender) = &self.inner.requests {
-            let (reply, stopped) = oneshot::channel();
-            if sender.send(Request::Shutdown { reply }).await.is_ok() {
-                let _ = stopped.await;
-            }
-        }
-        // Dropping the last clone joins the threads; keep that off the async worker.
-        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
-    }
-
-    fn closed(&self) -> StoreError {
-        StoreError::Closed { path: self.inner.shared.path.clone() }
-    }
-
-    async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            inner.readers.with(query).map_err(|error| StoreError::sqlite(&inner.shared.path, error))
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => Err(self.closed()),
-        }
+        self.database.close().await
     }
 }
 
@@ -398,26 +316,4 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path()).field("incarnation", &self.incarnation()).finish()
     }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the queue ends the writer, whose end disconnects the checkpointer.
-        self.requests.take();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn spawn(
-    path: &Path,
-    thread: &'static str,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>, StoreError> {
-    std::thread::Builder::new().name(thread.replace(' ', "-")).spawn(body).map_err(|source| StoreError::Thread {
-        path: path.to_path_buf(),
-        thread,
-        source,
-    })
 }

@@ -2,12 +2,13 @@
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use switchyard_sqlite::columns::{Unsigned, sql_limit, timestamp};
 
 use crate::model::{HistoryRecord, OutboxEvent, RunRecord, RunStatus, StepOutputRecord};
 
 use super::rows::{
-    EVENT_COLUMNS, HISTORY_COLUMNS, OUTPUT_COLUMNS, RUN_COLUMNS, Unsigned, event_from_row, history_from_row,
-    output_from_row, run_from_row, timestamp,
+    EVENT_COLUMNS, HISTORY_COLUMNS, OUTPUT_COLUMNS, RUN_COLUMNS, event_from_row, history_from_row, output_from_row,
+    run_from_row,
 };
 use super::{HistoryFilter, StoredJob, StoredPackage};
 
@@ -65,8 +66,7 @@ pub(super) fn history(connection: &Connection, filter: &HistoryFilter) -> rusqli
         values.push(Value::Text(timestamp(until)));
     }
     sql.push_str(" ORDER BY instance_id DESC LIMIT ?");
-    // SQLite reads a negative limit as none.
-    values.push(Value::Integer(if filter.limit == 0 { -1 } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) }));
+    values.push(Value::Integer(sql_limit(filter.limit)));
     let mut statement = connection.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values), history_from_row)?;
     rows.collect()
@@ -99,8 +99,4 @@ pub(super) fn packages(connection: &Connection) -> rusqlite::Result<Vec<StoredPa
     let rows = statement
         .query_map([], |row| Ok(StoredPackage { name: row.get(0)?, content: row.get(1)?, hash: row.get(2)? }))?;
     rows.collect()
-}
-
-pub(super) fn meta(connection: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    connection.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |row| row.get(0)).optional()
 }

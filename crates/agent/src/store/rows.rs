@@ -1,11 +1,11 @@
 //! Records to rows and back: the statements the writer runs and the mapping readers use.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::ToSql;
-use rusqlite::types::{ToSqlOutput, Type};
+use chrono::{DateTime, Utc};
+use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use switchyard_sqlite::columns::{
+    Unsigned, bad_value, from_json, optional_time, optional_unsigned, time, timestamp, to_json, unsigned,
+};
 
 use crate::model::{EventKind, HistoryRecord, HistoryStatus, OutboxEvent, RunRecord, RunStatus, StepOutputRecord};
 
@@ -44,10 +44,6 @@ pub(super) const UPSERT_RUN: &str = "INSERT INTO runs (run_id, job, status, idem
 
 /// Deletes one history row (retention).
 pub(super) const DELETE_HISTORY_ROW: &str = "DELETE FROM history WHERE instance_id = ?1";
-
-/// Sets a meta value.
-pub(super) const SET_META: &str =
-    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /// Runs `sql` (INSERT_RUN or UPSERT_RUN) for `run`.
 pub(super) fn put_run(connection: &Connection, sql: &str, run: &RunRecord) -> rusqlite::Result<()> {
@@ -160,12 +156,6 @@ pub(super) fn put_package(connection: &Connection, name: &str, content: &str, ha
     Ok(())
 }
 
-/// Sets a meta value.
-pub(super) fn set_meta(connection: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    connection.prepare_cached(SET_META)?.execute([key, value])?;
-    Ok(())
-}
-
 /// Raises the consumed sequence to `sequence` (never lowers it).
 pub(super) fn set_consumed(connection: &Connection, sequence: u64) -> rusqlite::Result<()> {
     let sql = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET \
@@ -185,33 +175,6 @@ pub(super) fn prune_outbox(
     Ok(deleted as u64)
 }
 
-/// RFC 3339 UTC with nine fractional digits: fixed width, so text order is time order.
-pub(super) fn timestamp(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// A `u64` bound as SQLite's 64-bit signed integer; values past `i64::MAX` (never reached by
-/// counters, epochs or millisecond durations) are refused rather than wrapped.
-pub(super) struct Unsigned(pub u64);
-
-impl ToSql for Unsigned {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        i64::try_from(self.0)
-            .map(ToSqlOutput::from)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
-    }
-}
-
-/// Reads a column written from [`Unsigned`].
-pub(super) fn unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
-    to_unsigned(index, row.get(index)?)
-}
-
-fn to_unsigned(index: usize, value: i64) -> rusqlite::Result<u64> {
-    u64::try_from(value)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(error)))
-}
-
 pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         run_id: row.get(0)?,
@@ -227,7 +190,7 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         accepted_at: time(row, 10)?,
         started_at: optional_time(row, 11)?,
         ended_at: optional_time(row, 12)?,
-        duration_ms: row.get::<_, Option<i64>>(13)?.map(|value| to_unsigned(13, value)).transpose()?,
+        duration_ms: optional_unsigned(row, 13)?,
         message: row.get(14)?,
         current_step: row.get(15)?,
         job_hash: row.get(16)?,
@@ -314,34 +277,4 @@ fn parse_event_kind(name: &str) -> Option<EventKind> {
 fn run_status(row: &Row<'_>, index: usize) -> rusqlite::Result<RunStatus> {
     let text: String = row.get(index)?;
     RunStatus::parse(&text).ok_or_else(|| bad_value(index, Type::Text, format!("unknown run status {text:?}")))
-}
-
-fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text: String = row.get(index)?;
-    parse_time(index, &text)
-}
-
-fn optional_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|text| parse_time(index, &text)).transpose()
-}
-
-fn parse_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
-}
-
-fn to_json(value: &impl Serialize) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
-}
-
-fn from_json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
-}
-
-fn bad_value(index: usize, column_type: Type, detail: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(index, column_type, detail.into())
 }

@@ -1,18 +1,18 @@
-//! The store's tables, connection settings, and what opening the database finds or creates.
+//! The store's tables, and what opening the database finds or creates (an incarnation id, the
+//! high-water marks of sequences and instance ids).
 
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::Connection;
+use switchyard_sqlite::columns::{meta, set_meta};
+use switchyard_sqlite::{Found, META_CREATED_AT, META_SCHEMA_VERSION, Schema, Synchronous};
 
 use super::{StoreError, StoreOptions};
 
 /// The schema this build reads and writes.
 pub(super) const SCHEMA_VERSION: i64 = 1;
 
-pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_INCARNATION: &str = "incarnation";
-pub(super) const META_CREATED_AT: &str = "created_at";
 pub(super) const META_LAST_SEQUENCE: &str = "last_sequence";
 pub(super) const META_LAST_INSTANCE_ID: &str = "last_instance_id";
 pub(super) const META_CONSUMED_SEQUENCE: &str = "consumed_sequence";
@@ -26,21 +26,6 @@ pub(super) const RESERVED_META_KEYS: [&str; 6] = [
     META_LAST_INSTANCE_ID,
     META_CONSUMED_SEQUENCE,
 ];
-
-/// How long a connection waits on a lock held by another (the blocking checkpoint holds the
-/// write lock while it waits for readers) before SQLite reports busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The checkpointer gives up sooner: a checkpoint it skips is retried on its next round.
-const CHECKPOINTER_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Bytes the WAL file is cut back to when it restarts. Checkpoints keep the WAL near a few
-/// thousand frames, but a burst can outrun a checkpoint's fsync (hundreds of milliseconds on a
-/// busy disk) and grow the file; without a limit it would keep that size for good.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
-
-/// Statements the writer keeps prepared (every write and the transaction control statements).
-const WRITER_STATEMENT_CACHE: usize = 64;
 
 // Timestamps are RFC 3339 UTC with nine fractional digits, so text order is time order and a
 // record reads back exactly as written. Small rows keyed by text (meta, runs) are WITHOUT ROWID
@@ -149,90 +134,35 @@ pub(super) struct Opened {
 /// incarnation when the database is new.
 pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Opened, StoreError> {
     let sqlite = |error| StoreError::sqlite(path, error);
-    let connection = Connection::open(path).map_err(sqlite)?;
-    connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
-    let mode: String =
-        connection.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)).map_err(sqlite)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::JournalMode { path: path.to_path_buf(), mode });
-    }
-    let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
-    connection.pragma_update(None, "synchronous", synchronous).map_err(sqlite)?;
-    // The checkpointer thread does this, off the commit path.
-    connection.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite)?;
-    connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(sqlite)?;
-    connection.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
-
-    connection.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
-    let found = initialize(path, &connection);
-    let finished = if found.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    connection.execute_batch(finished).map_err(sqlite)?;
-    let (incarnation, created) = found?;
-
+    let synchronous = if options.synchronous_full { Synchronous::Full } else { Synchronous::Normal };
+    let schema = Schema { program: "agent", version: SCHEMA_VERSION, tables: SCHEMA };
+    let (connection, (incarnation, created)) =
+        switchyard_sqlite::open_writer(path, synchronous, &schema, |connection, found| match found {
+            Found::Created => {
+                let incarnation = uuid::Uuid::new_v4().to_string();
+                set_meta(connection, META_INCARNATION, &incarnation).map_err(sqlite)?;
+                Ok((incarnation, true))
+            }
+            Found::Existing => match meta(connection, META_INCARNATION).map_err(sqlite)? {
+                Some(incarnation) => Ok((incarnation, false)),
+                None => Err(StoreError::Schema {
+                    path: path.to_path_buf(),
+                    program: schema.program,
+                    found: SCHEMA_VERSION.to_string(),
+                    known: SCHEMA_VERSION,
+                }),
+            },
+        })?;
     let last_sequence = counter(&connection, META_LAST_SEQUENCE, "SELECT max(sequence) FROM outbox").map_err(sqlite)?;
     let last_instance_id =
         counter(&connection, META_LAST_INSTANCE_ID, "SELECT max(instance_id) FROM history").map_err(sqlite)?;
     Ok(Opened { connection, incarnation, created, last_sequence, last_instance_id })
 }
 
-/// A read-only connection.
-pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let connection = Connection::open_with_flags(path, flags).map_err(|error| StoreError::sqlite(path, error))?;
-    connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| StoreError::sqlite(path, error))?;
-    Ok(connection)
-}
-
-/// The checkpointer's connection.
-pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(|error| StoreError::sqlite(path, error))?;
-    connection.busy_timeout(CHECKPOINTER_BUSY_TIMEOUT).map_err(|error| StoreError::sqlite(path, error))?;
-    Ok(connection)
-}
-
-/// Finds the incarnation, or creates the schema and a new one; inside the caller's transaction.
-fn initialize(path: &Path, connection: &Connection) -> Result<(String, bool), StoreError> {
-    let sqlite = |error| StoreError::sqlite(path, error);
-    let exists: bool = connection
-        .query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'", [], |row| {
-            row.get(0)
-        })
-        .map_err(sqlite)?;
-    if !exists {
-        connection.execute_batch(SCHEMA).map_err(sqlite)?;
-        let incarnation = uuid::Uuid::new_v4().to_string();
-        let created_at = super::rows::timestamp(&chrono::Utc::now());
-        let mut insert = connection.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)").map_err(sqlite)?;
-        insert.execute(params![META_SCHEMA_VERSION, SCHEMA_VERSION.to_string()]).map_err(sqlite)?;
-        insert.execute(params![META_INCARNATION, incarnation]).map_err(sqlite)?;
-        insert.execute(params![META_CREATED_AT, created_at]).map_err(sqlite)?;
-        return Ok((incarnation, true));
-    }
-    let meta = |key: &str| -> Result<Option<String>, StoreError> {
-        connection
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-            .optional()
-            .map_err(sqlite)
-    };
-    let version = meta(META_SCHEMA_VERSION)?;
-    let incarnation = meta(META_INCARNATION)?;
-    match (version, incarnation) {
-        (Some(version), Some(incarnation)) if version == SCHEMA_VERSION.to_string() => Ok((incarnation, false)),
-        (version, _) => Err(StoreError::Schema {
-            path: path.to_path_buf(),
-            program: "agent",
-            found: version.unwrap_or_else(|| "none".to_owned()),
-            known: SCHEMA_VERSION,
-        }),
-    }
-}
-
 /// The high-water mark kept in meta, or the highest id in the table if that is higher (it
 /// cannot be, unless meta was edited by hand; taking the maximum keeps ids unique regardless).
 fn counter(connection: &Connection, key: &str, max_in_table: &str) -> rusqlite::Result<u64> {
-    let kept: Option<String> =
-        connection.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0)).optional()?;
-    let kept = kept.and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+    let kept = meta(connection, key)?.and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
     let in_table: Option<i64> = connection.query_row(max_in_table, [], |row| row.get(0))?;
     let in_table = in_table.and_then(|value| u64::try_from(value).ok()).unwrap_or(0);
     Ok(kept.max(in_table))

@@ -11,8 +11,8 @@ use switchyard_package::model::TaskKind;
 use switchyard_proto::convert::{from_timestamp, params_from_struct, struct_from_params, timestamp};
 use switchyard_proto::{self as pb, report_part::Part};
 
-use super::{DEFAULT_PAGE_SIZE, Report, parse_name};
-use crate::store::ExecutionRecord;
+use super::{DEFAULT_PAGE_SIZE, Report};
+use crate::model::{ExecutionRecord, parse_name};
 
 impl From<&ExecutionRecord> for pb::Execution {
     /// The execution without task counts (a [`Report`] fills them in).

@@ -2,13 +2,12 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use switchyard_package::engine::{ExecutionStatus, TaskRecord};
+use switchyard_sqlite::columns::{Unsigned, sql_limit, unsigned};
 
 use super::rows::{
-    CHILD_COLUMNS, EXECUTION_COLUMNS, TASK_COLUMNS, Unsigned, child_from_row, event_from_row, execution_from_row,
-    task_from_row, unsigned,
+    CHILD_COLUMNS, EXECUTION_COLUMNS, TASK_COLUMNS, child_from_row, event_from_row, execution_from_row, task_from_row,
 };
-use super::{ChildRunRecord, ExecutionRecord, StoredEvent};
-use crate::report::Report;
+use crate::model::{ChildRunRecord, ExecutionRecord, Report, StoredEvent};
 
 /// The column a single execution is looked up by.
 #[derive(Debug, Clone, Copy)]
@@ -92,10 +91,6 @@ pub(super) fn agent_cursors(connection: &Connection) -> rusqlite::Result<Vec<(St
     rows.collect()
 }
 
-pub(super) fn meta(connection: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    connection.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |row| row.get(0)).optional()
-}
-
 /// The execution, its tasks and its children from one snapshot, so a report never mixes
 /// states from before and after a commit.
 pub(super) fn report(connection: &Connection, execution_id: &str) -> rusqlite::Result<Option<Report>> {
@@ -106,9 +101,4 @@ pub(super) fn report(connection: &Connection, execution_id: &str) -> rusqlite::R
     let tasks = tasks(&snapshot, execution_id)?;
     let children = children(&snapshot, execution_id)?.into_iter().map(Into::into).collect();
     Ok(Some(Report { execution, tasks, children }))
-}
-
-/// SQLite reads a negative limit as none.
-fn sql_limit(limit: usize) -> i64 {
-    if limit == 0 { -1 } else { i64::try_from(limit).unwrap_or(i64::MAX) }
 }

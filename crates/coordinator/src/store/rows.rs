@@ -1,15 +1,14 @@
 //! Records to rows and back: the statements the writer runs and the mapping readers use.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::ToSql;
-use rusqlite::types::{ToSqlOutput, Type};
+use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 use switchyard_package::engine::{ChildStatus, TaskRecord};
 use switchyard_package::model::TaskKind;
+use switchyard_sqlite::columns::{
+    Unsigned, bad_value, from_json, optional_time, optional_unsigned, time, timestamp, to_json, unsigned,
+};
 
-use crate::report::parse_name;
-
-use super::{ChildRunRecord, ExecutionRecord, StoredEvent};
+use crate::model::{ChildRunRecord, ExecutionRecord, StoredEvent, parse_name};
 
 pub(super) const EXECUTION_COLUMNS: &str = "execution_id, request_id, package, package_file, status, caller, \
     parameters, started_at, ended_at, duration_ms";
@@ -156,32 +155,7 @@ pub(super) fn set_agent_cursor(
     Ok(())
 }
 
-/// Sets a meta value.
-pub(super) fn set_meta(connection: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    let sql = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-    connection.prepare_cached(sql)?.execute([key, value])?;
-    Ok(())
-}
-
-/// RFC 3339 UTC with nine fractional digits: fixed width, so text order is time order.
-pub(super) fn timestamp(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// A `u64` bound as SQLite's 64-bit signed integer; values past `i64::MAX` (never reached by
-/// sequences, positions or millisecond durations) are refused rather than wrapped.
-pub(super) struct Unsigned(pub u64);
-
-impl ToSql for Unsigned {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        i64::try_from(self.0)
-            .map(ToSqlOutput::from)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
-    }
-}
-
 pub(super) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
-    let parameters: String = row.get(6)?;
     Ok(ExecutionRecord {
         execution_id: row.get(0)?,
         request_id: row.get(1)?,
@@ -189,8 +163,7 @@ pub(super) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRec
         package_file: row.get(3)?,
         status: named(row, 4)?,
         caller: row.get(5)?,
-        parameters: serde_json::from_str(&parameters)
-            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(6, Type::Text, Box::new(error)))?,
+        parameters: from_json(row, 6)?,
         started_at: time(row, 7)?,
         ended_at: optional_time(row, 8)?,
         duration_ms: optional_unsigned(row, 9)?,
@@ -198,13 +171,7 @@ pub(super) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRec
 }
 
 pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let event: String = row.get(2)?;
-    Ok(StoredEvent {
-        execution_id: row.get(0)?,
-        sequence: unsigned(row, 1)?,
-        event: serde_json::from_str(&event)
-            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(error)))?,
-    })
+    Ok(StoredEvent { execution_id: row.get(0)?, sequence: unsigned(row, 1)?, event: from_json(row, 2)? })
 }
 
 pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
@@ -239,46 +206,8 @@ pub(super) fn child_from_row(row: &Row<'_>) -> rusqlite::Result<ChildRunRecord> 
     })
 }
 
-/// Reads a column written from [`Unsigned`].
-pub(super) fn unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
-    to_unsigned(index, row.get(index)?)
-}
-
-fn optional_unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<u64>> {
-    row.get::<_, Option<i64>>(index)?.map(|value| to_unsigned(index, value)).transpose()
-}
-
-fn to_unsigned(index: usize, value: i64) -> rusqlite::Result<u64> {
-    u64::try_from(value)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(error)))
-}
-
 /// A status or result stored by its lower-case name.
 fn named<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     parse_name(&text).ok_or_else(|| bad_value(index, Type::Text, format!("unknown status or result {text:?}")))
-}
-
-fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text: String = row.get(index)?;
-    parse_time(index, &text)
-}
-
-fn optional_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|text| parse_time(index, &text)).transpose()
-}
-
-fn parse_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
-}
-
-fn to_json(value: &impl serde::Serialize) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
-}
-
-fn bad_value(index: usize, column_type: Type, detail: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(index, column_type, detail.into())
 }
