@@ -139,6 +139,7 @@ fn bad_command_lines_exit_6_and_say_what_is_wrong() {
         (&["--max-concurrent", "0"], "--max-concurrent"),
         (&["--max-concurrent", "-2"], "--max-concurrent"),
         (&["--max-concurrent", "many"], "many"),
+        (&["--restart", "if_exists"], "`--restart if_exists` is not supported yet"),
     ];
     for (extra, mentions) in cases {
         let mut args = vec!["run", "examples/hello.toml"];
@@ -151,6 +152,16 @@ fn bad_command_lines_exit_6_and_say_what_is_wrong() {
             args.join(" ")
         );
         assert!(!out.stderr.contains("package \"hello\" started"), "switchyard {}: it ran\n{out}", args.join(" "));
+    }
+}
+
+#[test]
+fn commands_the_design_defines_but_this_build_lacks_are_refused_as_not_supported_yet() {
+    for command in ["certs", "prune", "import"] {
+        let out = switchyard([command]);
+        assert_eq!(out.code, Some(6), "switchyard {command}\n{out}");
+        let said = format!("`switchyard {command}` is not supported yet");
+        assert!(out.stderr.contains(&said), "switchyard {command}: stderr lacks {said:?}\n{out}");
     }
 }
 

@@ -97,7 +97,7 @@ pub enum Command {
     Other(Vec<String>),
 }
 
-const LATER_COMMANDS: &[&str] = &["certs"];
+const LATER_COMMANDS: &[&str] = &["certs", "import", "prune"];
 
 /// Runs a command and returns the process exit code.
 pub async fn dispatch(args: Args) -> u8 {

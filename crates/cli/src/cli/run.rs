@@ -33,10 +33,17 @@ pub struct RunArgs {
     /// A coordinator.toml whose agents `agent_job` tasks reach.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Overrides the package's checkpoint usage (dtexec /Restart); not supported yet.
+    #[arg(long, value_name = "USAGE", value_parser = ["never", "if_exists", "always"])]
+    pub restart: Option<String>,
 }
 
 /// Runs the command; returns dtexec's exit code.
 pub async fn run(args: RunArgs) -> u8 {
+    if let Some(usage) = &args.restart {
+        eprintln!("error: `--restart {usage}` is not supported yet (checkpoints are not built); run without it");
+        return exit::BAD_COMMAND_LINE;
+    }
     if args.coordinator.is_some() || args.detach {
         return super::coordinator::run::run(args).await;
     }
