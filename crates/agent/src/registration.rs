@@ -21,7 +21,14 @@ pub async fn keep_registered(
     incarnation: String,
     shutdown: CancellationToken,
 ) {
-    let url = if coordinator.starts_with("http://") { coordinator.clone() } else { format!("http://{coordinator}") };
+    // The config checked the address; a caller that did not gets told once, not every retry.
+    let url = match switchyard_settings::Address::parse(&coordinator) {
+        Ok(address) => address.uri(),
+        Err(e) => {
+            tracing::error!(coordinator = %coordinator, error = %e, "cannot register with the coordinator");
+            return;
+        }
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
         let result = register(&url, &name, address, &labels, slots, &incarnation).await;

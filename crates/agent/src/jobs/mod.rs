@@ -186,12 +186,8 @@ pub fn load_jobs_dir(dir: &Path) -> (Vec<JobDefinition>, Vec<JobError>) {
 }
 
 /// 1 to 128 characters of `A-Z a-z 0-9 _ . -`, not starting with `.` or `-`: safe as a file
-/// name, a command-line argument and a label.
-pub fn is_safe_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
+/// name, a command-line argument and a label (the one name rule of switchyard-settings).
+pub use switchyard_settings::is_valid_name as is_safe_name;
 
 /// Checks a package path named by a job or a deploy: relative, `/`-separated, every component a
 /// safe name, ending in `.toml`. The error says what is wrong.

@@ -1,0 +1,24 @@
+//! What the agent's and the coordinator's configuration share (DESIGN.md §5, §8): the layering
+//! of built-in defaults, the TOML file, `SWITCHYARD_*` environment variables and flags; errors
+//! that name the key and where its value came from; durations; server addresses; names.
+//!
+//! Each service keeps its own keys, defaults and rules across fields, and describes its file by
+//! implementing [`Settings`]. The sections both services will read alike go here when they come:
+//! `[tls]` (ca, cert, key; DESIGN.md §11) as a `tls` module, which the rule for `https://` in
+//! [`Address`] and the loopback-unless-`insecure` rules will then consult, and `[limits]`
+//! (message sizes, name lengths, ...; DESIGN.md §11) as a `limits` module. Neither exists yet:
+//! there is no TLS, so `https://` is refused.
+
+mod address;
+pub mod comma_list;
+pub mod duration;
+mod error;
+mod layers;
+mod name;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use address::{Address, AddressError};
+pub use error::Error;
+pub use layers::{Origins, Schema, Settings};
+pub use name::{NAME_RULE, NameError, check_name, is_valid_name};
