@@ -28,11 +28,13 @@ pub fn task_records(events: &[Event], package: Option<&Package>) -> Vec<TaskReco
                     r.started_at = Some(event.at);
                 }
             }
-            EventKind::TaskFinished { kind, result, duration_ms, message } => {
+            EventKind::TaskFinished { kind, result, duration_ms, message, exit_code, agent, .. } => {
                 let entry = records.entry(path.clone()).or_insert_with(|| record(path, kind, *result, ""));
                 entry.result = *result;
                 entry.duration_ms = Some(*duration_ms);
                 entry.message = message.clone();
+                entry.exit_code = *exit_code;
+                entry.agent = agent.clone();
                 entry.started_at.get_or_insert(event.at);
             }
             EventKind::TaskNotRun { reason } => {
@@ -150,6 +152,9 @@ mod tests {
                     result: TaskResult::Failure,
                     duration_ms: 5,
                     message: "x".into(),
+                    exit_code: None,
+                    output: String::new(),
+                    agent: None,
                 },
             ),
             event(5, "C", EventKind::TaskNotRun { reason: "constraints".into() }),

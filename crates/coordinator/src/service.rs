@@ -79,10 +79,14 @@ fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
             ("package_finished", status.as_str().to_string(), String::new(), *duration_ms, "")
         }
         EventKind::TaskStarted { kind } => ("task_started", String::new(), String::new(), 0, *kind),
-        EventKind::TaskFinished { kind, result, duration_ms, message } => {
+        EventKind::TaskFinished { kind, result, duration_ms, message, .. } => {
             ("task_finished", result.as_str().to_string(), message.clone(), *duration_ms, *kind)
         }
         EventKind::TaskNotRun { reason } => ("task_not_run", "not_run".to_string(), reason.clone(), 0, ""),
+        EventKind::Resumed { replayed } => {
+            ("resumed", String::new(), format!("resumed after a restart; {replayed} ended task(s) kept"), 0, "")
+        }
+        EventKind::NotResumed { reason } => ("not_resumed", String::new(), reason.clone(), 0, ""),
     };
     pb::ExecutionEvent {
         sequence: stored.sequence,

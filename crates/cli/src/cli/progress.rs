@@ -32,6 +32,8 @@ impl Progress {
                     format!("{:<9} {} in {}: {message}", result.as_str(), event.path, format_ms(*duration_ms))
                 }
                 EventKind::TaskNotRun { reason } => format!("{:<9} {}: {reason}", "not run", event.path),
+                EventKind::Resumed { replayed } => format!("resumed after a restart; {replayed} ended task(s) kept"),
+                EventKind::NotResumed { reason } => format!("not resumed: {reason}"),
             };
             let path_is_child = !event.path.is_empty()
                 && matches!(event.kind, EventKind::PackageStarted { .. } | EventKind::PackageFinished { .. });

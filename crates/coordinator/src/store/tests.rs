@@ -48,6 +48,9 @@ fn task_finished(sequence: u64) -> EventKind {
         result: TaskResult::Failure,
         duration_ms: sequence * 10,
         message: format!("attempt {sequence} failed"),
+        exit_code: None,
+        output: String::new(),
+        agent: Some("server-a".into()),
     }
 }
 

@@ -56,9 +56,30 @@ pub enum EventKind {
         duration_ms: u64,
         /// What happened, e.g. "exited with code 1".
         message: String,
+        /// A process task's exit code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// What a process task printed on stdout (`tasks["X"].output`), so a resumed run can
+        /// replay the task with what expressions saw of it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        output: String,
+        /// The agent that ran an agent_job task's child.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
     },
     /// A task was never run (constraints not met, or the run was canceled first).
     TaskNotRun {
+        /// Why.
+        reason: String,
+    },
+    /// The run was resumed after its process stopped: tasks that had ended are replayed, not
+    /// run again, and the tasks that were running run again.
+    Resumed {
+        /// How many ended tasks the resumed run replays.
+        replayed: usize,
+    },
+    /// The run could not be resumed after its process stopped, and ended unexpectedly.
+    NotResumed {
         /// Why.
         reason: String,
     },
@@ -103,18 +124,27 @@ pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
 pub struct EventLog {
     events: Mutex<Vec<Event>>,
     observer: Option<EventObserver>,
+    /// The sequence the log continues after (the events an earlier run of a resumed execution
+    /// stored); 0 for a new run.
+    after: u64,
 }
 
 impl EventLog {
     /// An empty log that also hands each event to `observer`.
     pub fn new(observer: Option<EventObserver>) -> Self {
-        Self { events: Mutex::new(Vec::new()), observer }
+        Self::continuing(observer, 0)
+    }
+
+    /// An empty log whose first event is numbered `after + 1`.
+    pub fn continuing(observer: Option<EventObserver>, after: u64) -> Self {
+        Self { events: Mutex::new(Vec::new()), observer, after }
     }
 
     /// Records an event now.
     pub fn emit(&self, path: &str, kind: EventKind) {
         let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let event = Event { seq: events.len() as u64 + 1, at: Utc::now(), path: path.to_string(), kind };
+        let seq = self.after + events.len() as u64 + 1;
+        let event = Event { seq, at: Utc::now(), path: path.to_string(), kind };
         if let Some(observer) = &self.observer {
             observer(&event);
         }

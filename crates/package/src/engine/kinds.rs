@@ -309,6 +309,7 @@ async fn run_child_package(
         output_limit: shared.output_limit,
         kill_grace: shared.kill_grace,
         process_observer: shared.process_observer.clone(),
+        resume: None,
     };
     let prefix = format!("{}{path}/", shared.event_prefix);
     let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix)).await;

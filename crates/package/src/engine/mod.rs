@@ -8,6 +8,7 @@ mod loops;
 mod params;
 mod precedence;
 mod report;
+mod resume;
 mod scope;
 mod task;
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use events::{Event, EventKind, EventLog, EventObserver};
 pub use params::{ParameterError, bind_parameters};
 pub use report::{ChildRecord, ChildStatus, ExecutionStatus, PackageRun, TaskRecord, rfc3339, rfc3339_opt};
+pub use resume::Resume;
 
 use crate::expr::Map;
 use crate::model::{AgentJobTask, Package, TaskResult};
@@ -52,6 +54,9 @@ pub struct RunOptions {
     /// Told about every process group a process task starts and ends (an agent records them
     /// so that, restarted after a crash, it can end what its runs left behind).
     pub process_observer: Option<ProcessObserver>,
+    /// What an earlier run of this execution had finished: its ended tasks are replayed and its
+    /// events continue after the earlier ones (a coordinator resuming after a restart).
+    pub resume: Option<Arc<Resume>>,
 }
 
 /// What a [`ProcessObserver`] is told.
@@ -78,6 +83,7 @@ impl Default for RunOptions {
             output_limit: 64 * 1024,
             kill_grace: Duration::from_secs(5),
             process_observer: None,
+            resume: None,
         }
     }
 }
@@ -144,12 +150,16 @@ pub(crate) struct RunShared {
     /// Prefix of every event path: empty for the top package, `Task path/` for a child.
     pub event_prefix: String,
     pub process_observer: Option<ProcessObserver>,
+    /// Ended tasks of an earlier run, replayed (the top package only: a child package that had
+    /// not ended runs again whole).
+    pub resume: Option<Arc<Resume>>,
 }
 
 /// Runs a package to its end and returns what happened. Never panics on task failures: every
 /// problem becomes a task result with a message.
 pub async fn run_package(package: Arc<Package>, options: RunOptions) -> PackageRun {
-    let events = Arc::new(EventLog::new(options.observer.clone()));
+    let after = options.resume.as_ref().map_or(0, |r| r.last_sequence);
+    let events = Arc::new(EventLog::continuing(options.observer.clone(), after));
     let mut run = run_with_log(package, &options, events.clone(), String::new()).await;
     run.events = events.take();
     run
@@ -179,11 +189,15 @@ pub(crate) async fn run_with_log(
         fail_package: AtomicBool::new(false),
         event_prefix,
         process_observer: options.process_observer.clone(),
+        resume: options.resume.clone(),
     });
     let started_at = Utc::now();
     let clock = Instant::now();
     let package_path = shared.event_prefix.trim_end_matches('/').to_string();
-    shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() });
+    match &shared.resume {
+        Some(resume) => shared.events.emit(&package_path, EventKind::Resumed { replayed: resume.replayed() }),
+        None => shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() }),
+    }
     tracing::debug!(execution = %shared.execution_id, package = %package.name, slots, "package started");
 
     let outcome = run_graph(&shared, &package.tasks, Frame::root(), "", &options.cancel).await;

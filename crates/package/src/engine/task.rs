@@ -52,6 +52,9 @@ pub(crate) fn run_task<'a>(
         if task.disabled {
             return disabled(shared, task, &path, &event_path);
         }
+        if let Some(replayed) = super::resume::replay(shared, task, &path, &frame) {
+            return replayed;
+        }
         let permit = if holds_slot(&task.kind) {
             tokio::select! {
                 biased;
@@ -128,7 +131,15 @@ fn finish(
     }
     shared.events.emit(
         &event_path,
-        EventKind::TaskFinished { kind: task.kind.name(), result, duration_ms, message: message.clone() },
+        EventKind::TaskFinished {
+            kind: task.kind.name(),
+            result,
+            duration_ms,
+            message: message.clone(),
+            exit_code: outcome.exit_code,
+            output: outcome.output.clone(),
+            agent: outcome.agent.clone(),
+        },
     );
     let facts = TaskFacts {
         result: result.as_str().to_string(),

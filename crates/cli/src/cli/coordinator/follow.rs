@@ -66,6 +66,8 @@ pub fn event_line(event: &ExecutionEvent) -> String {
             message => format!("{:<9} {} in {duration}: {message}", event.result, event.path),
         },
         "task_not_run" => format!("{:<9} {}: {}", "not run", event.path, event.message),
+        "resumed" => event.message.clone(),
+        "not_resumed" => format!("not resumed: {}", event.message),
         other => {
             let words = [other, event.path.as_str(), event.result.as_str(), event.message.as_str()];
             words.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
