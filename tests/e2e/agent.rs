@@ -72,7 +72,7 @@ pub(crate) async fn start_refused(client: &mut AgentClient<Channel>, request: St
 
 /// The run as the agent reports it now.
 pub(crate) async fn get_run(client: &mut AgentClient<Channel>, run_id: &str) -> Run {
-    let request = GetRunRequest { run_id: run_id.to_string() };
+    let request = GetRunRequest { run_id: run_id.to_string(), ..Default::default() };
     client.get_run(request).await.unwrap_or_else(|e| panic!("GetRun {run_id}: {e:?}")).into_inner()
 }
 
@@ -299,4 +299,10 @@ async fn an_idempotent_start_returns_the_same_run() {
     let outcomes: Vec<&HistoryRow> = rows.iter().filter(|r| r.step_id == 0).collect();
     assert_eq!(outcomes.len(), 1, "one run, one job outcome row: {rows:#?}");
     assert_eq!(outcomes[0].run_id, first.run_id, "{rows:#?}");
+    // A restarted coordinator finds a start it had in flight by its key, starting nothing.
+    let by_key = |key: &str| GetRunRequest { idempotency_key: key.to_string(), ..Default::default() };
+    let found = client.get_run(by_key("exec-1/Load/0")).await.expect("GetRun by key").into_inner();
+    assert_eq!(found.run_id, first.run_id, "{found:?}");
+    let unknown = client.get_run(by_key("exec-1/Load/1")).await.expect_err("no run has that key");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
 }

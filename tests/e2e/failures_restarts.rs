@@ -163,7 +163,7 @@ async fn an_agent_restarted_with_a_wiped_data_dir_is_picked_up_under_its_new_inc
     assert_eq!(run.execution_id, text(&second["execution_id"]), "{run:?}");
     let earlier = text(&only_child(&first, "Quick")["run_id"]);
     let mut b = cluster.agent_client("server-b").await;
-    let wiped = b.get_run(GetRunRequest { run_id: earlier.to_string() }).await;
+    let wiped = b.get_run(GetRunRequest { run_id: earlier.to_string(), ..Default::default() }).await;
     let code = wiped.as_ref().map_err(tonic::Status::code).err();
     assert_eq!(code, Some(Code::NotFound), "the wiped data dir held the earlier run: {wiped:?}");
 }

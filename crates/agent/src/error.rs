@@ -16,6 +16,9 @@ pub enum Error {
     /// NOT_FOUND: no such run.
     #[error("run \"{0}\" is not known to this agent")]
     UnknownRun(String),
+    /// NOT_FOUND: no run was started with this idempotency key.
+    #[error("no run was started with idempotency key \"{0}\" on this agent")]
+    UnknownKey(String),
     /// FAILED_PRECONDITION: SQL Server Agent's "already running" refusal.
     #[error("{0}")]
     AlreadyRunning(String),
@@ -51,7 +54,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Status {
         let message = error.to_string();
         match error {
-            Error::UnknownJob { .. } | Error::UnknownRun(_) => Status::not_found(message),
+            Error::UnknownJob { .. } | Error::UnknownRun(_) | Error::UnknownKey(_) => Status::not_found(message),
             Error::AlreadyRunning(_) | Error::FailedPrecondition(_) => Status::failed_precondition(message),
             Error::StaleEpoch { .. } => Status::aborted(message),
             Error::Exhausted(_) => Status::resource_exhausted(message),

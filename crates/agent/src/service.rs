@@ -83,16 +83,16 @@ impl pb::agent_server::Agent for AgentService {
 
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::Run>, Status> {
         self.runtime.faults.gate().await?;
-        let run_id = request.into_inner().run_id;
-        let mut record = self
-            .runtime
-            .store
-            .run(&run_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::UnknownRun(run_id.clone()))?;
+        let r = request.into_inner();
+        let mut record = if r.run_id.is_empty() && !r.idempotency_key.is_empty() {
+            let key = r.idempotency_key;
+            self.runtime.store.run_by_key(&key).await.map_err(Error::from)?.ok_or(Error::UnknownKey(key))?
+        } else {
+            let run_id = r.run_id;
+            self.runtime.store.run(&run_id).await.map_err(Error::from)?.ok_or(Error::UnknownRun(run_id))?
+        };
         // The live state of a run in progress is in memory; the store is written behind it.
-        if let Some(active) = self.runtime.active_runs().get(&run_id) {
+        if let Some(active) = self.runtime.active_runs().get(&record.run_id) {
             record.status = active.status;
             record.current_step = active.current_step;
         }

@@ -68,7 +68,11 @@ async fn start_job(args: StartJobArgs) -> Result<u8, Failure> {
     eprintln!("{message} (run id {}); waiting for it to finish", started.run_id);
     let outcome = wait_for_run(&agent, &started, &args.job).await?;
     if args.json {
-        let run = agent.call(agent.client().get_run(request(GetRunRequest { run_id: started.run_id.clone() }))).await;
+        let run = agent
+            .call(
+                agent.client().get_run(request(GetRunRequest { run_id: started.run_id.clone(), ..Default::default() })),
+            )
+            .await;
         match run {
             Ok(run) => print_json(&run_json(&run))?,
             Err(status) => {

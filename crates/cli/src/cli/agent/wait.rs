@@ -128,7 +128,7 @@ impl Watch<'_> {
     async fn recheck(&self) -> Result<Option<Outcome>, Failure> {
         let address = self.agent.address();
         eprintln!("agent at {address} restarted with new data; checking that run {} still exists", self.run_id);
-        let get = GetRunRequest { run_id: self.run_id.to_string() };
+        let get = GetRunRequest { run_id: self.run_id.to_string(), ..Default::default() };
         let run = match self.agent.call(self.agent.client().get_run(request(get))).await {
             Ok(run) => run,
             Err(status) if status.code() == Code::NotFound => {
