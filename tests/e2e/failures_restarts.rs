@@ -1,7 +1,8 @@
 //! Restarts after a crash (DESIGN.md §4 Nothing lost, Agents; §3 execution statuses): a
-//! coordinator killed mid-execution marks it ended_unexpectedly, keeps its history and records the
-//! outcome its child reported meanwhile; an agent restarted with a wiped data dir is picked up
-//! under its new incarnation and runs new work.
+//! coordinator killed mid-execution resumes it (issue 11), keeps its history and records the
+//! outcome its child reported meanwhile; one whose package cannot be read any more ends
+//! unexpectedly, saying why, and its children are stopped; an agent restarted with a wiped data
+//! dir is picked up under its new incarnation and runs new work.
 
 use std::net::SocketAddr;
 
@@ -37,7 +38,7 @@ command = ["sh", "-c", "while [ ! -f '{gate}' ]; do sleep 0.05; done"]
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_of_the_coordinator_mid_execution_and_a_restart() {
+async fn kill_9_of_the_coordinator_mid_execution_resumes_it_after_a_restart() {
     let ws = Workspace::new();
     let (child_gate, hold_gate) = (ws.path("CHILD_GO"), ws.path("HOLD_GO"));
     let mut cluster = FailureClusterSetup::new(ws)
@@ -79,9 +80,9 @@ async fn kill_9_of_the_coordinator_mid_execution_and_a_restart() {
     let reconciled = cluster.wait_for_child(&execution_id, "Refresh", "succeeded").await;
     let report = cluster.report_json(&execution_id).await;
 
-    assert_eq!(execution.status, "ended_unexpectedly", "{execution:?}");
-    assert_eq!(report["status"], "ended_unexpectedly", "{report:#}");
-    assert_eq!(text(&report["execution_id"]), execution_id, "{report:#}");
+    assert_eq!(execution.status, "succeeded", "the execution resumed and Hold ran again: {execution:?}");
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert_eq!(text(&report["execution_id"]), execution_id, "one execution, resumed under its id: {report:#}");
     assert_eq!(report["package"], "coordinator-crash", "{report:#}");
     let paths: Vec<&str> = report["tasks"].as_array().expect("tasks").iter().map(|t| text(&t["path"])).collect();
     assert_eq!(paths.len(), 2, "every task is listed: {report:#}");
@@ -92,6 +93,23 @@ async fn kill_9_of_the_coordinator_mid_execution_and_a_restart() {
     assert_eq!((reconciled.agent.as_str(), reconciled.run_id.as_str()), ("server-a", child.run_id.as_str()));
     let row = only_child(&report, "Refresh");
     assert_eq!((text(&row["run_id"]), text(&row["status"])), (child.run_id.as_str(), "succeeded"), "{report:#}");
+    let kinds = event_kinds(&cluster, &execution_id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "resumed").count(), 1, "one `resumed` event: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "package_started").count(), 1, "one run, not two: {kinds:?}");
+}
+
+/// The kinds of an execution's stored events, in order.
+async fn event_kinds(cluster: &crate::coordinator::Cluster, execution_id: &str) -> Vec<String> {
+    let request = WatchExecutionRequest { execution_id: execution_id.to_string(), after_sequence: 0 };
+    let mut events = cluster.client.clone().watch_execution(request).await.expect("WatchExecution").into_inner();
+    within(WAIT, "the execution's events", async {
+        let mut kinds = Vec::new();
+        while let Some(event) = events.message().await.expect("the event stream") {
+            kinds.push(event.kind);
+        }
+        kinds
+    })
+    .await
 }
 
 const ON_SERVER_B: &str = r#"[package]
@@ -192,7 +210,7 @@ on_parent_end = "abandon"
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn children_of_an_execution_that_ended_unexpectedly_follow_on_parent_end() {
+async fn an_execution_whose_package_is_gone_ends_unexpectedly_and_its_children_are_stopped() {
     let ws = Workspace::new();
     let (cancel_gate, leave_gate) = (ws.path("CANCEL_GO"), ws.path("LEAVE_GO"));
     let mut cluster = FailureClusterSetup::new(ws)
@@ -208,22 +226,32 @@ async fn children_of_an_execution_that_ended_unexpectedly_follow_on_parent_end()
 
     let killed = cluster.coordinator.kill9().await;
     assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    let files = cluster.coordinator.data_dir().join("executions").join(&execution_id);
+    std::fs::remove_dir_all(&files).unwrap_or_else(|e| panic!("cannot delete {}: {e}", files.display()));
     cluster.coordinator.restart().await;
     cluster.client = cluster.coordinator.client().await;
     let execution = cluster.wait_for_end(&execution_id).await;
     assert_eq!(execution.status, "ended_unexpectedly", "{execution:?}");
+    let request = WatchExecutionRequest { execution_id: execution_id.clone(), after_sequence: 0 };
+    let mut events = cluster.client.clone().watch_execution(request).await.expect("WatchExecution").into_inner();
+    let said = within(WAIT, "the not_resumed event", async {
+        loop {
+            match events.message().await.expect("the event stream") {
+                Some(event) if event.kind == "not_resumed" => break event.message,
+                Some(_) => {}
+                None => panic!("no not_resumed event"),
+            }
+        }
+    })
+    .await;
+    assert!(said.contains("cannot be read"), "the reason names the package: {said}");
 
-    // on_parent_end = "cancel" (the default): the restarted coordinator stops the child.
+    // Its package, which says on_parent_end, is gone: every running child is stopped.
     let agent = cluster.agent_client("server-a").await;
-    let run = wait_for_end(&agent, &canceled.run_id).await;
-    assert_eq!(run_status(&run), RunStatus::Canceled, "{run:?}");
+    for child in [&canceled, &abandoned] {
+        let run = wait_for_end(&agent, &child.run_id).await;
+        assert_eq!(run_status(&run), RunStatus::Canceled, "{run:?}");
+    }
     cluster.wait_for_child(&execution_id, "Canceled with its parent", "canceled").await;
-
-    // on_parent_end = "abandon": the child is left running, and its outcome still reaches the report.
-    let run = get_run(&mut agent.clone(), &abandoned.run_id).await;
-    assert_eq!(run_status(&run), RunStatus::Running, "an abandoned child keeps running: {run:?}");
-    open_gate(&leave_gate);
-    let run = wait_for_end(&agent, &abandoned.run_id).await;
-    assert_eq!(run_status(&run), RunStatus::Succeeded, "{run:?}");
-    cluster.wait_for_child(&execution_id, "Left alone", "succeeded").await;
+    cluster.wait_for_child(&execution_id, "Left alone", "canceled").await;
 }

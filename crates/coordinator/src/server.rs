@@ -65,9 +65,12 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
             .map_err(|e| ServeError::Agent(format!("\"{}\": {e}", agent.name)))?;
     }
-    let interrupted = executions.close_interrupted().await.map_err(|e| ServeError::Agent(e.to_string()))?;
-    if interrupted > 0 {
-        tracing::warn!(executions = interrupted, "marked executions of the previous process ended_unexpectedly");
+    let (resumed, ended) = executions.resume_interrupted().await.map_err(|e| ServeError::Agent(e.to_string()))?;
+    if resumed > 0 {
+        tracing::info!(executions = resumed, "resumed the executions the previous process left running");
+    }
+    if ended > 0 {
+        tracing::warn!(executions = ended, "executions of the previous process could not resume: ended_unexpectedly");
     }
     Ok(Coordinator { registry, executions })
 }

@@ -1,29 +1,32 @@
-//! After a restart: executions the previous process left running are marked ended_unexpectedly
-//! with their task records rebuilt from the stored events, and their orphaned children stopped.
+//! After a restart: executions the previous process left running resume from their stored
+//! events and child records; one that cannot (its package files are gone or unreadable) is
+//! marked ended_unexpectedly with the reason, and its orphaned children are stopped.
+
+use std::sync::Arc;
 
 use chrono::Utc;
 
-use switchyard_package::engine::{ChildStatus, ExecutionStatus};
+use switchyard_package::engine::{ChildStatus, Event, EventKind, ExecutionStatus, Resume, RunOptions};
 use switchyard_package::load_package;
 use switchyard_package::model::OnParentEnd;
 
 use super::Executions;
 use crate::error::Error;
+use crate::launcher::PriorAttempts;
+use crate::model::{ExecutionRecord, StoredEvent};
 use crate::registry::StopReason;
 use crate::store::Write;
 
 impl Executions {
-    /// Marks executions a previous process left running as ended_unexpectedly.
-    pub async fn close_interrupted(&self) -> Result<usize, Error> {
+    /// Resumes the executions a previous process left running (issue 11): their ended tasks
+    /// keep their results and the rest runs on. One whose package files cannot be read any more
+    /// ends unexpectedly, with the reason. Returns how many resumed and how many ended.
+    pub async fn resume_interrupted(&self) -> Result<(usize, usize), Error> {
         let open =
             self.inner.store.executions_with_status(&[ExecutionStatus::Running, ExecutionStatus::Created]).await?;
-        for mut execution in open.iter().cloned() {
-            let ended = Utc::now();
-            execution.status = ExecutionStatus::EndedUnexpectedly;
-            execution.ended_at = Some(ended);
-            execution.duration_ms = Some((ended - execution.started_at).num_milliseconds().max(0) as u64);
-            // Task results are written when an execution ends; rebuild them from its events.
-            let events: Vec<_> = self
+        let (mut resumed, mut ended) = (0, 0);
+        for execution in open {
+            let events: Vec<Event> = self
                 .inner
                 .store
                 .events_after(&execution.execution_id, 0, 0)
@@ -33,27 +36,74 @@ impl Executions {
                 .collect();
             let file =
                 self.inner.data_dir.join("executions").join(&execution.execution_id).join(&execution.package_file);
-            let package = load_package(&file).ok().map(|loaded| loaded.package);
-            let mut tasks = crate::replay::task_records(&events, package.as_deref());
-            self.stop_orphans(&execution.execution_id, package.as_deref()).await?;
-            // Events do not name agents; the children recorded for each task do.
-            let children = self.inner.store.children(&execution.execution_id).await?;
-            for task in &mut tasks {
-                task.agent = children
-                    .iter()
-                    .rev()
-                    .find(|c| c.task_path == task.path && !c.agent.is_empty())
-                    .map(|c| c.agent.clone());
+            match load_package(&file) {
+                Ok(loaded) => {
+                    let prior = PriorAttempts::new(self.inner.store.children(&execution.execution_id).await?);
+                    let resume = Resume::from_events(&events);
+                    tracing::info!(
+                        execution = %execution.execution_id, replayed = resume.replayed(),
+                        "resuming an execution the previous process left running"
+                    );
+                    let options = RunOptions {
+                        execution_id: execution.execution_id.clone(),
+                        parameters: execution.parameters.clone(),
+                        resume: Some(Arc::new(resume)),
+                        ..RunOptions::default()
+                    };
+                    self.launch(execution, loaded.package, options, Some(prior));
+                    resumed += 1;
+                }
+                Err(e) => {
+                    let reason = format!("its package cannot be read any more ({e}); it cannot resume");
+                    tracing::warn!(execution = %execution.execution_id, %reason, "execution ended unexpectedly");
+                    self.close_unresumable(execution, &events, &reason).await?;
+                    ended += 1;
+                }
             }
-            self.inner
-                .store
-                .write(vec![
-                    Write::PutTasks { execution_id: execution.execution_id.clone(), tasks },
-                    Write::UpdateExecution(execution),
-                ])
-                .await?;
         }
-        Ok(open.len())
+        Ok((resumed, ended))
+    }
+
+    /// Marks an execution that cannot resume ended_unexpectedly, with its task records rebuilt
+    /// from its events, a `not_resumed` event saying why, and its orphaned children stopped.
+    async fn close_unresumable(
+        &self,
+        mut execution: ExecutionRecord,
+        events: &[Event],
+        reason: &str,
+    ) -> Result<(), Error> {
+        let ended = Utc::now();
+        execution.status = ExecutionStatus::EndedUnexpectedly;
+        execution.ended_at = Some(ended);
+        execution.duration_ms = Some((ended - execution.started_at).num_milliseconds().max(0) as u64);
+        let mut tasks = crate::replay::task_records(events, None);
+        self.stop_orphans(&execution.execution_id, None).await?;
+        // Older events do not name agents; the children recorded for each task do.
+        let children = self.inner.store.children(&execution.execution_id).await?;
+        for task in tasks.iter_mut().filter(|t| t.agent.is_none()) {
+            task.agent = children
+                .iter()
+                .rev()
+                .find(|c| c.task_path == task.path && !c.agent.is_empty())
+                .map(|c| c.agent.clone());
+        }
+        let sequence = events.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+        let event = Event {
+            seq: sequence,
+            at: ended,
+            path: String::new(),
+            kind: EventKind::NotResumed { reason: reason.to_string() },
+        };
+        let execution_id = execution.execution_id.clone();
+        self.inner
+            .store
+            .write(vec![
+                Write::AppendEvents(vec![StoredEvent { execution_id: execution_id.clone(), sequence, event }]),
+                Write::PutTasks { execution_id, tasks },
+                Write::UpdateExecution(execution),
+            ])
+            .await?;
+        Ok(())
     }
 
     /// Children still running for an execution that ended unexpectedly are stopped when their

@@ -14,7 +14,7 @@ use switchyard_package::{LoadError, load_package};
 
 use super::{Executions, Live, StartExecution};
 use crate::error::Error;
-use crate::launcher::{AgentJobs, ChildSink, ChildUpdate};
+use crate::launcher::{AgentJobs, ChildSink, ChildUpdate, PriorAttempts};
 use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
 
 impl Executions {
@@ -54,28 +54,40 @@ impl Executions {
             duration_ms: None,
         };
         self.inner.store.write(vec![Write::InsertExecution(record.clone())]).await?;
+        tracing::info!(execution = %execution_id, package = %package.name, "execution started");
+        let options = RunOptions {
+            execution_id: execution_id.clone(),
+            parameters,
+            max_concurrent: request.max_concurrent,
+            ..RunOptions::default()
+        };
+        self.launch(record, package, options, None);
+        Ok((execution_id, false))
+    }
+
+    /// Runs a recorded execution on its own task, live (cancel, event feed) until it ends;
+    /// `prior` holds the attempts its agent jobs made before a restart, when it resumes.
+    pub(super) fn launch(
+        &self,
+        record: ExecutionRecord,
+        package: Arc<switchyard_package::Package>,
+        mut options: RunOptions,
+        prior: Option<PriorAttempts>,
+    ) {
         let cancel = CancellationToken::new();
+        options.cancel = cancel.clone();
         let (events, _) = broadcast::channel(4096);
         let (finished_tx, finished) = tokio::sync::watch::channel(false);
         self.inner
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(execution_id.clone(), Live { cancel: cancel.clone(), events: events.clone(), finished });
-        tracing::info!(execution = %execution_id, package = %package.name, "execution started");
+            .insert(record.execution_id.clone(), Live { cancel, events: events.clone(), finished });
         let this = self.clone();
-        let options = RunOptions {
-            execution_id: execution_id.clone(),
-            parameters,
-            max_concurrent: request.max_concurrent,
-            cancel,
-            ..RunOptions::default()
-        };
         tokio::spawn(async move {
-            this.run(record, package, options, events).await;
+            this.run(record, package, options, events, prior).await;
             let _ = finished_tx.send(true);
         });
-        Ok((execution_id, false))
     }
 
     /// Runs a recorded execution to its end and stores its tasks, in-process children and result.
@@ -85,6 +97,7 @@ impl Executions {
         package: Arc<switchyard_package::Package>,
         mut options: RunOptions,
         events: broadcast::Sender<StoredEvent>,
+        prior: Option<PriorAttempts>,
     ) {
         let id = record.execution_id.clone();
         let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
@@ -97,12 +110,21 @@ impl Executions {
             Arc::new(move |update: ChildUpdate| this.child_changed(update))
         };
         let jobs = AgentJobs::new(self.inner.registry.clone(), record.caller.clone(), Some(sink));
+        let jobs = match prior {
+            Some(prior) => jobs.resuming(prior),
+            None => jobs,
+        };
+        let resumed = options.resume.is_some();
         options.agent_jobs = Some(Arc::new(jobs));
         let run = run_package(package, options).await;
         let _ = writer.await;
         record.status = run.status;
         record.ended_at = Some(run.ended_at);
-        record.duration_ms = Some(run.duration_ms);
+        // A resumed execution's duration counts from its first start, across the restart.
+        record.duration_ms = Some(match resumed {
+            true => (run.ended_at - record.started_at).num_milliseconds().max(0) as u64,
+            false => run.duration_ms,
+        });
         // Children run in process (package tasks) are known only from the run's result.
         let in_process: Vec<Write> = run
             .children

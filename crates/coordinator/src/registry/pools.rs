@@ -21,6 +21,17 @@ impl Registry {
             .any(|a| a.state() == AgentState::Up && !exclude.contains(&a.name) && a.labels().iter().any(|l| l == pool))
     }
 
+    /// The names of the agents with the label, in any state.
+    pub fn pool_members(&self, pool: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .agents
+            .values()
+            .filter(|a| a.labels().iter().any(|l| l == pool))
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
     /// True unless the agent is unknown or declared down.
     pub fn is_up(&self, agent: &str) -> bool {
         self.inner.lock().agents.get(agent).is_some_and(|a| a.state() != AgentState::Down)

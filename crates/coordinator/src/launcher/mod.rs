@@ -21,6 +21,10 @@ use switchyard_proto::convert::struct_from_params;
 
 use crate::registry::{PlaceError, Registry, Reservation, StopReason, WaitOutcome};
 
+mod resume;
+
+pub use resume::PriorAttempts;
+
 /// Told about every child run an `agent_job` task starts and how it ends.
 pub type ChildSink = Arc<dyn Fn(ChildUpdate) + Send + Sync>;
 
@@ -47,12 +51,19 @@ pub struct AgentJobs {
     registry: Registry,
     requested_by: String,
     sink: Option<ChildSink>,
+    /// The attempts made before a restart, for an execution that resumes.
+    prior: Option<Arc<PriorAttempts>>,
 }
 
 impl AgentJobs {
     /// A launcher over `registry`; `requested_by` names the caller in agents' history.
     pub fn new(registry: Registry, requested_by: String, sink: Option<ChildSink>) -> Self {
-        Self { registry, requested_by, sink }
+        Self { registry, requested_by, sink, prior: None }
+    }
+
+    /// The same launcher for an execution resumed after a restart, which had made `prior`.
+    pub fn resuming(self, prior: PriorAttempts) -> Self {
+        Self { prior: Some(Arc::new(prior)), ..self }
     }
 }
 
@@ -81,8 +92,14 @@ impl AgentJobs {
         let mut lost_agents: HashSet<String> = HashSet::new();
         let mut last_message = String::new();
         let queue_deadline = Instant::now() + task.queue_timeout;
+        // Resumed after a restart: the first attempt without a stored record may have been in
+        // flight, and is looked for on the agents by its key.
+        let mut look_on_agents = self.prior.is_some();
+        let mut last_was_earlier = false;
         for attempt in 0..=task.retries {
-            if attempt > 0 {
+            let key = format!("{}/{}/{attempt}", request.execution_id, request.task_path);
+            let earlier = self.earlier(&request, attempt, &key, look_on_agents).await;
+            if earlier.is_none() && attempt > 0 && !last_was_earlier {
                 let delay = backoff(task.retry_backoff, attempt);
                 tracing::info!(task = %request.task_path, attempt, delay_ms = delay.as_millis() as u64, "retrying agent job");
                 tokio::select! {
@@ -90,7 +107,14 @@ impl AgentJobs {
                     _ = request.cancel.cancelled() => return canceled(children, "canceled between attempts"),
                 }
             }
-            let outcome = self.attempt(&mut request, attempt, &failed_agents, queue_deadline, &mut children).await;
+            last_was_earlier = earlier.is_some();
+            let outcome = match earlier {
+                Some(earlier) => self.resume_attempt(&mut request, attempt, &key, earlier, &mut children).await,
+                None => {
+                    look_on_agents = false;
+                    self.attempt(&mut request, attempt, &key, &failed_agents, queue_deadline, &mut children).await
+                }
+            };
             match outcome {
                 Ok(done) => return done,
                 Err(AttemptEnd::Canceled(message)) => return canceled(children, &message),
@@ -126,12 +150,12 @@ impl AgentJobs {
         &self,
         request: &mut AgentJobRequest,
         attempt: u32,
+        key: &str,
         failed_agents: &HashSet<String>,
         queue_deadline: Instant,
         children: &mut Vec<ChildRecord>,
     ) -> Result<AgentJobOutcome, AttemptEnd> {
         let task = request.task.clone();
-        let key = format!("{}/{}/{attempt}", request.execution_id, request.task_path);
         // Agents skipped for this attempt: already running the job, full, or unreachable.
         // Avoid agents that failed earlier attempts, unless the pool has no other.
         let mut skipped: HashSet<String> = match &task.target {
@@ -141,7 +165,7 @@ impl AgentJobs {
         let (agent, reservation, accepted) = loop {
             let changed = self.registry.wait_changed();
             let (agent, reservation) = self.place(&task.target, &skipped, queue_deadline, &request.cancel).await?;
-            match self.start(&agent, request, &key, attempt).await {
+            match self.start(&agent, request, key, attempt).await {
                 Ok(accepted) => break (agent, reservation, accepted),
                 Err(Refusal::Full(message)) => {
                     // The registry's view of the agent's load was behind: the task stays pending
@@ -180,34 +204,44 @@ impl AgentJobs {
         reservation.confirm(&accepted.run_id);
         // The task now holds the agent's slot, not the package's.
         drop(request.package_slot.take());
-        let child = ChildRecord {
-            task: request.task_path.clone(),
-            agent: Some(agent.clone()),
-            job: Some(task.job.clone()),
-            run_id: Some(accepted.run_id.clone()),
-            package: (!accepted.packages.is_empty()).then(|| accepted.packages.join(", ")),
-            status: ChildStatus::Running,
-            duration_ms: None,
-            tasks: Vec::new(),
-        };
-        self.tell(request, attempt, &key, child.clone());
+        let package = (!accepted.packages.is_empty()).then(|| accepted.packages.join(", "));
+        let child = child_record(request, &agent, &accepted.run_id, package, ChildStatus::Running, None);
+        self.tell(request, attempt, key, child.clone());
         children.push(child);
+        self.follow(request, attempt, key, &agent, &accepted.run_id, accepted.message, children).await
+    }
+
+    /// After the agent accepted the child (the last of `children`): succeed at once (`wait =
+    /// false`, as SSIS does) or follow the child to its end.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &self,
+        request: &mut AgentJobRequest,
+        attempt: u32,
+        key: &str,
+        agent: &str,
+        run_id: &str,
+        accepted_message: String,
+        children: &mut Vec<ChildRecord>,
+    ) -> Result<AgentJobOutcome, AttemptEnd> {
+        let task = request.task.clone();
+        let agent = agent.to_string();
         if !task.wait {
             return Ok(AgentJobOutcome {
                 result: TaskResult::Success,
-                message: accepted.message,
+                message: accepted_message,
                 agent: Some(agent),
                 children: std::mem::take(children),
             });
         }
-        let ended = self.registry.wait_for_outcome(&agent, &accepted.run_id, &request.cancel).await;
+        let ended = self.registry.wait_for_outcome(&agent, run_id, &request.cancel).await;
         let last = children.len() - 1;
         match ended {
             WaitOutcome::Finished(outcome) => {
                 let status = outcome.child_status();
                 children[last].status = status;
                 children[last].duration_ms = Some(outcome.duration_ms);
-                self.tell(request, attempt, &key, children[last].clone());
+                self.tell(request, attempt, key, children[last].clone());
                 match status {
                     ChildStatus::Succeeded => Ok(AgentJobOutcome {
                         result: TaskResult::Success,
@@ -229,10 +263,10 @@ impl AgentJobs {
             }
             WaitOutcome::Lost { agent: lost, reason } => {
                 children[last].status = ChildStatus::Lost;
-                self.tell(request, attempt, &key, children[last].clone());
+                self.tell(request, attempt, key, children[last].clone());
                 if attempt < task.retries {
                     // A later attempt replaces this run: stop it if its agent comes back.
-                    self.registry.stop_when_back(&lost, &accepted.run_id, StopReason::Superseded);
+                    self.registry.stop_when_back(&lost, run_id, StopReason::Superseded);
                 }
                 Err(AttemptEnd::Failed {
                     message: format!("job \"{}\" was lost with agent \"{lost}\": {reason}", task.job),
@@ -241,9 +275,9 @@ impl AgentJobs {
             }
             WaitOutcome::Canceled => {
                 if task.on_parent_end == OnParentEnd::Cancel {
-                    self.stop(&agent, &accepted.run_id).await;
+                    self.stop(&agent, run_id).await;
                     children[last].status = ChildStatus::Canceled;
-                    self.tell(request, attempt, &key, children[last].clone());
+                    self.tell(request, attempt, key, children[last].clone());
                 }
                 Err(AttemptEnd::Canceled(format!("canceled while job \"{}\" ran on agent \"{agent}\"", task.job)))
             }
@@ -400,6 +434,27 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
     let base = first.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(5));
     let factor: f64 = rand::rng().random_range(0.5..1.5);
     base.mul_f64(factor)
+}
+
+/// The record of a child run started by the task.
+fn child_record(
+    request: &AgentJobRequest,
+    agent: &str,
+    run_id: &str,
+    package: Option<String>,
+    status: ChildStatus,
+    duration_ms: Option<u64>,
+) -> ChildRecord {
+    ChildRecord {
+        task: request.task_path.clone(),
+        agent: Some(agent.to_string()),
+        job: Some(request.task.job.clone()),
+        run_id: Some(run_id.to_string()),
+        package,
+        status,
+        duration_ms,
+        tasks: Vec::new(),
+    }
 }
 
 fn failure(children: Vec<ChildRecord>, message: String, agent: Option<String>) -> AgentJobOutcome {
