@@ -10,6 +10,7 @@ mod coordinator_cli;
 mod coordinator_failures;
 mod coordinator_outcomes;
 mod coordinator_placement;
+mod coordinator_resume;
 mod coordinator_shutdown;
 mod failures;
 mod failures_failover;
