@@ -13,6 +13,7 @@ mod coordinator_placement;
 mod coordinator_resume;
 mod coordinator_shutdown;
 mod failures;
+mod failures_durable_fencing;
 mod failures_failover;
 mod failures_restarts;
 mod failures_starts;

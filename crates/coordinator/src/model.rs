@@ -85,6 +85,7 @@ impl From<ChildRunRecord> for ChildRecord {
             package: child.package,
             status: child.status,
             duration_ms: child.duration_ms,
+            agent_status: None,
             tasks: Vec::new(),
         }
     }

@@ -43,7 +43,7 @@ impl Report {
             .children
             .iter()
             .map(|child| {
-                json!({
+                let mut value = json!({
                     "task": child.task,
                     "agent": child.agent,
                     "job": child.job,
@@ -51,7 +51,12 @@ impl Report {
                     "package": child.package,
                     "status": child.status.as_str(),
                     "duration_ms": child.duration_ms,
-                })
+                });
+                // Only when the status did not take the agent's late outcome (lost, superseded).
+                if let Some(agent_status) = child.agent_status {
+                    value["agent_status"] = Value::from(agent_status.as_str());
+                }
+                value
             })
             .collect();
         json!({
@@ -173,6 +178,7 @@ pub(crate) mod tests {
             package: Some("load_orders.toml".into()),
             status,
             duration_ms: (status != ChildStatus::Running).then_some(812),
+            agent_status: None,
             tasks: Vec::new(),
         }
     }

@@ -57,6 +57,17 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
     let store = Store::open(&config.data_dir)?;
     let registry = Registry::new(RegistrySettings::from_config(config), shutdown);
     registry.resume_from(store.agent_cursors().await?);
+    // Superseded attempts and missed cancels are fenced across a restart: the stops still owed
+    // are sent when their agents answer, and abandoned starts are stopped when accepted.
+    let fences = store.fences().await?;
+    if !fences.stops.is_empty() || !fences.abandoned.is_empty() {
+        tracing::info!(
+            stops = fences.stops.len(),
+            abandoned = fences.abandoned.len(),
+            "resuming fencing of superseded attempts"
+        );
+    }
+    registry.resume_fences(fences.stops, fences.abandoned);
     // Executions follow the registry's outcomes from before the first agent is added, so no
     // outcome replayed from an agent's outbox goes unrecorded.
     let executions = Executions::new(store, registry.clone(), config.data_dir.clone());

@@ -11,7 +11,7 @@ use switchyard_package::model::OnParentEnd;
 
 use super::{Executions, RunningChild};
 use crate::launcher::ChildUpdate;
-use crate::registry::{RunOutcome, StopReason, Stopped};
+use crate::registry::{FenceChange, FenceLog, RunOutcome, StopReason, Stopped};
 use crate::store::{ChildRunRecord, Store, Write};
 
 /// Child outcomes recorded in one store request at most.
@@ -131,31 +131,48 @@ impl Executions {
                 }
                 StopReason::Canceled => (ChildStatus::Canceled, "canceled with its execution when its agent came back"),
             };
-            let write = match stop.run {
-                // A run the coordinator never had as a child (its start was given up): recorded whole.
-                Some(run) => Write::UpsertChild(ChildRunRecord {
-                    execution_id: run.execution_id,
-                    task_path: run.task_path,
-                    attempt: run.attempt,
-                    agent: stop.agent.clone(),
-                    job: run.job,
-                    run_id: stop.run_id.clone(),
-                    idempotency_key: run.idempotency_key,
-                    status,
-                    started_at: Utc::now(),
-                    duration_ms: None,
-                    message: message.to_string(),
-                    package: None,
-                }),
-                None => Write::UpdateChildStatus {
-                    agent: stop.agent.clone(),
-                    run_id: stop.run_id.clone(),
-                    status,
-                    duration_ms: None,
-                    message: message.to_string(),
-                },
+            // The record and the fencing facts it settles commit together: a restart in between
+            // would otherwise forget the stop or stop the run again (harmless, and recorded).
+            let writes = match stop.run {
+                // A run the coordinator never had as a child (its start was given up): recorded
+                // whole, and its stop owed until delivered; its key has served its purpose.
+                Some(run) => vec![
+                    Write::RemoveAbandonedStarts {
+                        agent: stop.agent.clone(),
+                        idempotency_key: Some(run.idempotency_key.clone()),
+                    },
+                    Write::AddPendingStop {
+                        agent: stop.agent.clone(),
+                        run_id: stop.run_id.clone(),
+                        reason: stop.reason,
+                    },
+                    Write::UpsertChild(ChildRunRecord {
+                        execution_id: run.execution_id,
+                        task_path: run.task_path,
+                        attempt: run.attempt,
+                        agent: stop.agent.clone(),
+                        job: run.job,
+                        run_id: stop.run_id.clone(),
+                        idempotency_key: run.idempotency_key,
+                        status,
+                        started_at: Utc::now(),
+                        duration_ms: None,
+                        message: message.to_string(),
+                        package: None,
+                    }),
+                ],
+                None => vec![
+                    Write::UpdateChildStatus {
+                        agent: stop.agent.clone(),
+                        run_id: stop.run_id.clone(),
+                        status,
+                        duration_ms: None,
+                        message: message.to_string(),
+                    },
+                    Write::RemovePendingStop { agent: stop.agent.clone(), run_id: stop.run_id.clone() },
+                ],
             };
-            if let Err(e) = self.inner.store.write(vec![write]).await {
+            if let Err(e) = self.inner.store.write(writes).await {
                 tracing::warn!(error = %e, "cannot record a stopped child run");
             }
         }
@@ -197,6 +214,23 @@ impl Executions {
             }
         }
     }
+}
+
+/// A fence log that queues each fencing fact as a store write behind the child records.
+pub(super) fn fence_log(queue: mpsc::UnboundedSender<Write>) -> FenceLog {
+    std::sync::Arc::new(move |change| {
+        let write = match change {
+            FenceChange::StopOwed { agent, run_id, reason } => Write::AddPendingStop { agent, run_id, reason },
+            FenceChange::StopSettled { agent, run_id } => Write::RemovePendingStop { agent, run_id },
+            FenceChange::StartAbandoned { agent, idempotency_key } => {
+                Write::AddAbandonedStart { agent, idempotency_key }
+            }
+            FenceChange::AbandonedStartsForgotten { agent } => {
+                Write::RemoveAbandonedStarts { agent, idempotency_key: None }
+            }
+        };
+        let _ = queue.send(write);
+    })
 }
 
 /// Writes queued records one batch at a time, in the order they were queued.

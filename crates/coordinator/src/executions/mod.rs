@@ -80,6 +80,9 @@ impl Executions {
         let registry_stops = registry.stopped();
         let (child_writes, queued) = mpsc::unbounded_channel();
         tokio::spawn(children::write_in_order(store.clone(), queued));
+        // Fencing facts join the child records' queue, so they are written in the order they
+        // happened, in the batch of the child record that goes with them.
+        registry.log_fences_to(children::fence_log(child_writes.clone()));
         let executions = Self {
             inner: Arc::new(Inner {
                 store,
@@ -148,12 +151,7 @@ impl Executions {
         let execution =
             store.execution(execution_id).await?.ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
         let tasks = store.tasks(execution_id).await?;
-        let children = store
-            .children(execution_id)
-            .await?
-            .into_iter()
-            .map(switchyard_package::engine::ChildRecord::from)
-            .collect();
+        let children = store.child_records(execution_id).await?;
         Ok(Report { execution, tasks, children })
     }
 }

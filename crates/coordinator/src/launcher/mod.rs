@@ -262,12 +262,14 @@ impl AgentJobs {
                 }
             }
             WaitOutcome::Lost { agent: lost, reason } => {
-                children[last].status = ChildStatus::Lost;
-                self.tell(request, attempt, key, children[last].clone());
                 if attempt < task.retries {
-                    // A later attempt replaces this run: stop it if its agent comes back.
+                    // A later attempt replaces this run: stop it if its agent comes back. Owed
+                    // (stored) before the child is recorded lost, so no restart in between
+                    // forgets it.
                     self.registry.stop_when_back(&lost, run_id, StopReason::Superseded);
                 }
+                children[last].status = ChildStatus::Lost;
+                self.tell(request, attempt, key, children[last].clone());
                 Err(AttemptEnd::Failed {
                     message: format!("job \"{}\" was lost with agent \"{lost}\": {reason}", task.job),
                     lost_agent: Some(lost),
@@ -453,6 +455,7 @@ fn child_record(
         package,
         status,
         duration_ms,
+        agent_status: None,
         tasks: Vec::new(),
     }
 }

@@ -29,7 +29,7 @@ use crate::config::{agent_url, is_valid_name};
 use crate::placement;
 pub use monitor::is_connection_refused;
 pub use outcomes::OUTCOME_CACHE_CAPACITY;
-pub use reconcile::{StopReason, Stopped, StoppedRun};
+pub use reconcile::{FenceChange, FenceLog, StopReason, Stopped, StoppedRun};
 pub use reservation::Reservation;
 use state::{AgentEntry, Liveness, State};
 pub use types::{
@@ -54,6 +54,8 @@ struct Inner {
     changed: Arc<Notify>,
     finished: broadcast::Sender<RunOutcome>,
     stopped: broadcast::Sender<reconcile::Stopped>,
+    /// Where fencing facts go to be stored; unset, they live in memory only.
+    fence_log: std::sync::OnceLock<FenceLog>,
 }
 
 impl Inner {
@@ -65,6 +67,13 @@ impl Inner {
 
     fn notify_changed(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// Hands a fencing fact to the fence log; call under no lock.
+    fn fence(&self, change: FenceChange) {
+        if let Some(log) = self.fence_log.get() {
+            log(change);
+        }
     }
 }
 
@@ -96,11 +105,19 @@ impl Registry {
             outcomes: outcomes::OutcomeCache::new(OUTCOME_CACHE_CAPACITY),
             next_generation: 1,
             cursors: std::collections::HashMap::new(),
+            stored_fences: std::collections::HashMap::new(),
         };
         let (finished, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
         let (stopped, _) = broadcast::channel(OUTCOME_BROADCAST_CAPACITY);
-        let inner =
-            Inner { settings, shutdown, state: Mutex::new(state), changed: Arc::new(Notify::new()), finished, stopped };
+        let inner = Inner {
+            settings,
+            shutdown,
+            state: Mutex::new(state),
+            changed: Arc::new(Notify::new()),
+            finished,
+            stopped,
+            fence_log: std::sync::OnceLock::new(),
+        };
         Self { inner: Arc::new(inner) }
     }
 
@@ -180,6 +197,11 @@ impl Registry {
                 if let Some((incarnation, sequence)) = state.cursors.remove(name) {
                     entry.incarnation = incarnation;
                     entry.last_sequence = sequence;
+                }
+                // A restarted coordinator still owes these stops and still fences these keys.
+                if let Some(fences) = state.stored_fences.remove(name) {
+                    entry.pending_stops = fences.stops;
+                    entry.abandoned_keys = fences.abandoned_keys;
                 }
                 entry.stop = self.inner.shutdown.child_token();
                 entry.labels_override = labels_override.clone();

@@ -314,7 +314,16 @@ impl Monitor {
     /// Consumes one event; false when the monitor must end.
     fn consume(&self, event: RunEvent) -> bool {
         let Some(inner) = self.inner.upgrade() else { return false };
-        let consumed = inner.lock().consume(&self.name, self.generation, event, Instant::now());
+        let (renewed, consumed) = {
+            let mut state = inner.lock();
+            (
+                state.is_new_incarnation(&self.name, &event),
+                state.consume(&self.name, self.generation, event, Instant::now()),
+            )
+        };
+        if renewed && !matches!(consumed, Consumed::Stale) {
+            inner.fence(super::FenceChange::AbandonedStartsForgotten { agent: self.name.clone() });
+        }
         match consumed {
             Consumed::Finished(outcome) => {
                 // No receiver is fine: nobody follows fire-and-forget children yet.

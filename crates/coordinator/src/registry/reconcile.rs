@@ -1,6 +1,7 @@
 //! Fencing when an agent comes back: runs of superseded attempts are stopped and reported as
 //! superseded, and cancels that could not reach the agent while it was down are sent again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_proto::StopJobRequest;
@@ -19,6 +20,63 @@ pub enum StopReason {
     /// Its execution was canceled while the agent was unreachable.
     Canceled,
 }
+
+impl StopReason {
+    /// The lower-case name the store keeps it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Superseded => "superseded",
+            StopReason::Canceled => "canceled",
+        }
+    }
+
+    /// The reason named `name` ([`StopReason::as_str`]).
+    pub fn from_name(name: &str) -> Option<StopReason> {
+        match name {
+            "superseded" => Some(StopReason::Superseded),
+            "canceled" => Some(StopReason::Canceled),
+            _ => None,
+        }
+    }
+}
+
+/// A change to what the registry must remember across a restart to fence superseded attempts
+/// (DESIGN.md §4 Fencing), for the store. A stop delivered is settled by the executions' record
+/// of the [`Stopped`] run, in the same write; the others come here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceChange {
+    /// A stop of `run_id` is owed to `agent` until delivered.
+    StopOwed {
+        /// The agent.
+        agent: String,
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A late cancel found the run already ended (or unknown): nothing is owed any more.
+    StopSettled {
+        /// The agent.
+        agent: String,
+        /// The run.
+        run_id: String,
+    },
+    /// A start given up while in flight to `agent`.
+    StartAbandoned {
+        /// The agent.
+        agent: String,
+        /// The start's idempotency key.
+        idempotency_key: String,
+    },
+    /// `agent` has a new incarnation: the requests it held died with its old data.
+    AbandonedStartsForgotten {
+        /// The agent.
+        agent: String,
+    },
+}
+
+/// Where the registry sends [`FenceChange`]s; called under no lock, and must not block.
+pub type FenceLog = Arc<dyn Fn(FenceChange) + Send + Sync>;
 
 /// A run stopped (or found already ended) by reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +108,42 @@ pub struct StoppedRun {
 }
 
 impl Registry {
-    /// Stops `run_id` on `agent` now if it answers, or as soon as it comes back.
+    /// Sends every [`FenceChange`] to `log` from now on (the executions store them).
+    pub fn log_fences_to(&self, log: FenceLog) {
+        if self.inner.fence_log.set(log).is_err() {
+            tracing::warn!("the registry's fence log was already set; keeping the first");
+        }
+    }
+
+    /// Fencing facts a restarted coordinator stored: stops still owed, as (agent, run id,
+    /// reason), and starts abandoned, as (agent, key). Used when those agents are added (call
+    /// before adding them).
+    pub fn resume_fences(
+        &self,
+        stops: impl IntoIterator<Item = (String, String, StopReason)>,
+        abandoned: impl IntoIterator<Item = (String, String)>,
+    ) {
+        let mut state = self.inner.lock();
+        for (agent, run_id, reason) in stops {
+            state.stored_fences.entry(agent).or_default().stops.push((run_id, reason));
+        }
+        for (agent, key) in abandoned {
+            state.stored_fences.entry(agent).or_default().abandoned_keys.insert(key);
+        }
+    }
+
+    /// Stops `run_id` on `agent` now if it answers, or as soon as it comes back. The stop is
+    /// owed durably (through the fence log) until it is delivered.
     pub fn stop_when_back(&self, agent: &str, run_id: &str, reason: StopReason) {
         let client = {
             let mut state = self.inner.lock();
             let Some(entry) = state.agents.get_mut(agent) else { return };
-            entry.pending_stops.push((run_id.to_string(), reason));
+            if !entry.pending_stops.iter().any(|(pending, _)| pending == run_id) {
+                entry.pending_stops.push((run_id.to_string(), reason));
+            }
             (entry.state() == AgentState::Up).then(|| AgentClient::new(entry.channel.clone()))
         };
+        self.inner.fence(FenceChange::StopOwed { agent: agent.to_string(), run_id: run_id.to_string(), reason });
         if let Some(client) = client {
             let inner = self.inner.clone();
             let agent = agent.to_string();
@@ -68,8 +154,16 @@ impl Registry {
     /// Records a start given up while in flight to `agent` because it was declared down: if the
     /// agent accepts it when it resumes, the run is stopped at once and recorded superseded.
     pub fn supersede_when_accepted(&self, agent: &str, key: &str) {
-        if let Some(entry) = self.inner.lock().agents.get_mut(agent) {
-            entry.abandoned_keys.insert(key.to_string());
+        let known = match self.inner.lock().agents.get_mut(agent) {
+            Some(entry) => {
+                entry.abandoned_keys.insert(key.to_string());
+                true
+            }
+            None => false,
+        };
+        if known {
+            self.inner
+                .fence(FenceChange::StartAbandoned { agent: agent.to_string(), idempotency_key: key.to_string() });
         }
     }
 
@@ -138,6 +232,7 @@ pub(super) async fn reconcile(inner: &Inner, agent: &str, client: AgentClient<Ch
             // outcome comes from the agent's outbox; a superseded attempt is superseded anyway.
             Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
                 if reason == StopReason::Canceled {
+                    inner.fence(FenceChange::StopSettled { agent: agent.to_string(), run_id });
                     continue;
                 }
             }

@@ -32,6 +32,15 @@ pub(super) struct State {
     pub(super) next_generation: u64,
     /// Stored stream positions for agents not added yet (a restarted coordinator's).
     pub(super) cursors: std::collections::HashMap<String, (String, u64)>,
+    /// Stored fencing facts for agents not added yet (a restarted coordinator's).
+    pub(super) stored_fences: HashMap<String, StoredFences>,
+}
+
+/// What a restarted coordinator still owes one agent.
+#[derive(Debug, Default)]
+pub(super) struct StoredFences {
+    pub(super) stops: Vec<(String, StopReason)>,
+    pub(super) abandoned_keys: HashSet<String>,
 }
 
 /// One agent: its connection, liveness, load and the runs known to be active there.
@@ -306,6 +315,13 @@ impl AgentEntry {
 impl State {
     pub(super) fn entry_mut(&mut self, name: &str, generation: u64) -> Option<&mut AgentEntry> {
         self.agents.get_mut(name).filter(|entry| entry.generation == generation)
+    }
+
+    /// Whether `event` comes from a new incarnation of `name` (its data dir was recreated).
+    pub(super) fn is_new_incarnation(&self, name: &str, event: &RunEvent) -> bool {
+        self.agents
+            .get(name)
+            .is_some_and(|entry| !entry.incarnation.is_empty() && entry.incarnation != event.incarnation)
     }
 
     /// Consumes one event of `name`'s stream. Returns the outcome of a FINISHED run.

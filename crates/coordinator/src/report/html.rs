@@ -97,7 +97,7 @@ pub(super) fn render(report: &Report) -> String {
             or_dash(&child.job),
             or_dash(&child.run_id),
             or_dash(&child.package),
-            cell(child.status.as_str()),
+            cell(&super::text::child_status(child)),
             cell(&optional_duration(child.duration_ms)),
         ]
     });

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use switchyard_package::engine::ChildRecord;
+
 use super::{Report, human_duration, parameter_text, rfc3339};
 
 /// Renders the four sections.
@@ -54,12 +56,21 @@ pub(super) fn render(report: &Report) -> String {
             or_dash(&child.job),
             or_dash(&child.run_id),
             or_dash(&child.package),
-            child.status.as_str().to_owned(),
+            child_status(child),
             optional_duration(child.duration_ms),
         ]
     });
     table(&mut out, &["TASK", "AGENT", "JOB", "RUN ID", "PACKAGE", "STATUS", "DURATION"], rows.collect());
     out
+}
+
+/// A child's status, with what its agent reported when the status did not take it:
+/// `superseded (agent: succeeded)`.
+pub(super) fn child_status(child: &ChildRecord) -> String {
+    match child.agent_status {
+        Some(agent) => format!("{} (agent: {})", child.status.as_str(), agent.as_str()),
+        None => child.status.as_str().to_owned(),
+    }
 }
 
 fn optional_duration(ms: Option<u64>) -> String {

@@ -103,6 +103,7 @@ pub fn child_row(child: &ChildRecord) -> pb::ChildRow {
         package: child.package.clone().unwrap_or_default(),
         status: child.status.as_str().to_owned(),
         duration_ms: child.duration_ms,
+        agent_status: child.agent_status.map(|status| status.as_str().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -110,6 +111,12 @@ pub fn child_row(child: &ChildRecord) -> pb::ChildRow {
 pub fn child_record(row: pb::ChildRow) -> Result<ChildRecord, String> {
     Ok(ChildRecord {
         status: parse_name(&row.status).ok_or_else(|| format!("status: unknown child status {:?}", row.status))?,
+        agent_status: match row.agent_status.as_str() {
+            "" => None,
+            name => Some(
+                parse_name(name).ok_or_else(|| format!("agent_status: unknown child status {:?}", row.agent_status))?,
+            ),
+        },
         task: row.task,
         agent: present(row.agent),
         job: present(row.job),

@@ -17,16 +17,19 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
+mod fencing_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
-use switchyard_package::engine::{ChildStatus, ExecutionStatus, TaskRecord};
+use switchyard_package::engine::{ChildRecord, ChildStatus, ExecutionStatus, TaskRecord};
 use switchyard_sqlite::Database;
 use switchyard_sqlite::columns::meta;
 pub use switchyard_sqlite::{StoreError, StoreStats};
 
 pub use crate::model::{ChildRunRecord, ExecutionRecord, Report, StoredEvent};
+pub use crate::registry::StopReason;
 
 use writer::Applier;
 
@@ -50,10 +53,11 @@ pub enum Write {
         /// Its tasks, in report order.
         tasks: Vec<TaskRecord>,
     },
-    /// Stores a child run, replacing the one with the same agent and run id.
+    /// Stores a child run, merged into the one with the same agent and run id: its status only
+    /// moves forward, and a late outcome it does not take is kept as the agent's result.
     UpsertChild(ChildRunRecord),
-    /// Records a child's outcome reported later (a fire-and-forget child); nothing when the
-    /// child is not stored. A superseded child keeps that status and takes the rest.
+    /// Records what reconciliation did to a child; nothing when the child is not stored.
+    /// Superseded always applies; a late cancel only to a child still running.
     UpdateChildStatus {
         /// The agent it ran on.
         agent: String,
@@ -65,6 +69,39 @@ pub enum Write {
         duration_ms: Option<u64>,
         /// What the agent said.
         message: String,
+    },
+    /// Owes `agent` a stop of `run_id` until [`Write::RemovePendingStop`]: written with the
+    /// event that makes it (a child lost and superseded, a cancel that could not be delivered).
+    AddPendingStop {
+        /// The agent.
+        agent: String,
+        /// The run to stop.
+        run_id: String,
+        /// Why.
+        reason: StopReason,
+    },
+    /// The stop of `run_id` reached `agent` (or found the run already ended).
+    RemovePendingStop {
+        /// The agent.
+        agent: String,
+        /// The run.
+        run_id: String,
+    },
+    /// A start given up while in flight to `agent` (declared down): a run it accepts under
+    /// this key is superseded.
+    AddAbandonedStart {
+        /// The agent.
+        agent: String,
+        /// The start's idempotency key.
+        idempotency_key: String,
+    },
+    /// Forgets abandoned starts of `agent`: one key once its run is fenced, or (`None`) every
+    /// key when the agent's data dir was recreated.
+    RemoveAbandonedStarts {
+        /// The agent.
+        agent: String,
+        /// The key, or every key of the agent.
+        idempotency_key: Option<String>,
     },
     /// Records the last outbox sequence consumed from an agent, to resume from. Within one
     /// incarnation it only rises; a new incarnation replaces it.
@@ -83,6 +120,15 @@ pub enum Write {
         /// The value.
         value: String,
     },
+}
+
+/// The fencing facts a restarted coordinator reloads into its registry (DESIGN.md §4 Fencing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fences {
+    /// Stops owed to agents, as (agent, run id, reason).
+    pub stops: Vec<(String, String, StopReason)>,
+    /// Starts given up while in flight, as (agent, idempotency key).
+    pub abandoned: Vec<(String, String)>,
 }
 
 /// How the store is opened.
@@ -189,6 +235,18 @@ impl Store {
     pub async fn children(&self, execution_id: &str) -> Result<Vec<ChildRunRecord>, StoreError> {
         let execution_id = execution_id.to_owned();
         self.database.read(move |connection| queries::children(connection, &execution_id)).await
+    }
+
+    /// The child runs of an execution as the report shows them, by start time, each with the
+    /// agent's own result when its recorded status did not take it (a late outcome).
+    pub async fn child_records(&self, execution_id: &str) -> Result<Vec<ChildRecord>, StoreError> {
+        let execution_id = execution_id.to_owned();
+        self.database.read(move |connection| queries::child_records(connection, &execution_id)).await
+    }
+
+    /// Stops still owed to agents and starts abandoned, for a restarted coordinator.
+    pub async fn fences(&self) -> Result<Fences, StoreError> {
+        self.database.read(queries::fences).await
     }
 
     /// The child run with this agent and run id.

@@ -5,8 +5,12 @@ use switchyard_package::engine::{ExecutionStatus, TaskRecord};
 use switchyard_sqlite::columns::{Unsigned, sql_limit, unsigned};
 
 use super::rows::{
-    CHILD_COLUMNS, EXECUTION_COLUMNS, TASK_COLUMNS, child_from_row, event_from_row, execution_from_row, task_from_row,
+    CHILD_COLUMNS, EXECUTION_COLUMNS, TASK_COLUMNS, child_from_row, child_record_from_row, event_from_row,
+    execution_from_row, task_from_row,
 };
+use super::{Fences, StopReason};
+use switchyard_package::engine::ChildRecord;
+
 use crate::model::{ChildRunRecord, ExecutionRecord, Report, StoredEvent};
 
 /// The column a single execution is looked up by.
@@ -79,6 +83,44 @@ pub(super) fn children(connection: &Connection, execution_id: &str) -> rusqlite:
     rows.collect()
 }
 
+/// The children of an execution as the report shows them (with the agent's own result when the
+/// recorded status did not take it).
+pub(super) fn child_records(connection: &Connection, execution_id: &str) -> rusqlite::Result<Vec<ChildRecord>> {
+    let sql = format!(
+        "SELECT {CHILD_COLUMNS}, agent_status FROM children WHERE execution_id = ?1 \
+        ORDER BY started_at, task_path, attempt, agent"
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map([execution_id], child_record_from_row)?;
+    rows.collect()
+}
+
+/// The fencing facts a restarted coordinator needs: stops still owed and starts abandoned.
+pub(super) fn fences(connection: &Connection) -> rusqlite::Result<Fences> {
+    let snapshot = connection.unchecked_transaction()?;
+    let mut stops = Vec::new();
+    {
+        let mut statement =
+            snapshot.prepare_cached("SELECT agent, run_id, reason FROM pending_stops ORDER BY agent, run_id")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let reason: String = row.get(2)?;
+            let reason = StopReason::from_name(&reason).ok_or_else(|| {
+                switchyard_sqlite::columns::bad_value(
+                    2,
+                    rusqlite::types::Type::Text,
+                    format!("unknown stop reason {reason:?}"),
+                )
+            })?;
+            stops.push((row.get(0)?, row.get(1)?, reason));
+        }
+    }
+    let mut statement = snapshot
+        .prepare_cached("SELECT agent, idempotency_key FROM abandoned_starts ORDER BY agent, idempotency_key")?;
+    let abandoned = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    Ok(Fences { stops, abandoned })
+}
+
 pub(super) fn child(connection: &Connection, agent: &str, run_id: &str) -> rusqlite::Result<Option<ChildRunRecord>> {
     let sql = format!("SELECT {CHILD_COLUMNS} FROM children WHERE agent = ?1 AND run_id = ?2");
     connection.prepare_cached(&sql)?.query_row([agent, run_id], child_from_row).optional()
@@ -99,6 +141,6 @@ pub(super) fn report(connection: &Connection, execution_id: &str) -> rusqlite::R
         return Ok(None);
     };
     let tasks = tasks(&snapshot, execution_id)?;
-    let children = children(&snapshot, execution_id)?.into_iter().map(Into::into).collect();
+    let children = child_records(&snapshot, execution_id)?;
     Ok(Some(Report { execution, tasks, children }))
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
-use switchyard_package::engine::{ChildStatus, TaskRecord};
+use switchyard_package::engine::{ChildRecord, ChildStatus, TaskRecord};
 use switchyard_package::model::TaskKind;
 use switchyard_sqlite::columns::{
     Unsigned, bad_value, from_json, optional_time, optional_unsigned, time, timestamp, to_json, unsigned,
@@ -84,22 +84,44 @@ pub(super) fn replace_tasks(connection: &Connection, execution_id: &str, tasks: 
     Ok(())
 }
 
-/// Records a child. Updates arrive from several places in no fixed order, so an update never
-/// takes a child back to `running` from an outcome, a superseded child stays superseded, and
-/// what an update leaves empty (package, duration, message) keeps its earlier value.
+/// The status a stored child takes from an incoming record (`excluded`): it only moves forward
+/// (DESIGN.md §4 Fencing). A superseded verdict always wins; a running child takes anything;
+/// `lost`, `superseded` and final statuses are never overwritten by the run's late outcome,
+/// except that the late outcome of a lost child whose attempt was superseded (a stop of it is
+/// owed, or another attempt of its task won) makes it superseded.
+const FORWARD_STATUS: &str = "CASE \
+    WHEN excluded.status = 'superseded' THEN 'superseded' \
+    WHEN children.status = 'running' THEN excluded.status \
+    WHEN children.status = 'lost' AND excluded.status IN ('succeeded', 'failed', 'canceled') AND ( \
+        EXISTS (SELECT 1 FROM pending_stops AS p WHERE p.agent = children.agent \
+            AND p.run_id = children.run_id AND p.reason = 'superseded') \
+        OR EXISTS (SELECT 1 FROM task_winners AS w WHERE w.execution_id = children.execution_id \
+            AND w.task_path = children.task_path AND w.attempt <> children.attempt)) THEN 'superseded' \
+    ELSE children.status END";
+
+/// Records a child. Updates arrive from several places in no fixed order (the launcher, the
+/// agents' outcomes, reconciliation), so its status only moves forward ([`FORWARD_STATUS`]); an
+/// outcome the status does not take is kept as `agent_status`, the agent's own result. What an
+/// update leaves empty (package, duration, message) keeps its earlier value. A child that
+/// succeeded is its task's winner unless another attempt won first.
 pub(super) fn upsert_child(connection: &Connection, child: &ChildRunRecord) -> rusqlite::Result<()> {
-    let sql = "INSERT INTO children (execution_id, task_path, attempt, agent, job, run_id, idempotency_key, status, \
-        started_at, duration_ms, message, package) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-        ON CONFLICT (agent, run_id) DO UPDATE SET execution_id = excluded.execution_id, \
-        task_path = excluded.task_path, attempt = excluded.attempt, job = excluded.job, \
-        idempotency_key = excluded.idempotency_key, \
-        status = CASE WHEN children.status = 'superseded' THEN children.status \
-            WHEN excluded.status = 'running' AND children.status <> 'running' THEN children.status \
-            ELSE excluded.status END, \
-        started_at = children.started_at, \
-        duration_ms = COALESCE(excluded.duration_ms, children.duration_ms), \
-        message = CASE WHEN excluded.message = '' THEN children.message ELSE excluded.message END, \
-        package = COALESCE(excluded.package, children.package)";
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO children (execution_id, task_path, attempt, agent, job, run_id, idempotency_key, status, \
+            started_at, duration_ms, message, package) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+            ON CONFLICT (agent, run_id) DO UPDATE SET execution_id = excluded.execution_id, \
+            task_path = excluded.task_path, attempt = excluded.attempt, job = excluded.job, \
+            idempotency_key = excluded.idempotency_key, \
+            status = {FORWARD_STATUS}, \
+            agent_status = CASE WHEN excluded.status IN ('succeeded', 'failed', 'canceled') \
+                AND ({FORWARD_STATUS}) <> excluded.status THEN excluded.status ELSE children.agent_status END, \
+            started_at = children.started_at, \
+            duration_ms = COALESCE(excluded.duration_ms, children.duration_ms), \
+            message = CASE WHEN excluded.message = '' THEN children.message ELSE excluded.message END, \
+            package = COALESCE(excluded.package, children.package)"
+        )
+    });
     connection.prepare_cached(sql)?.execute(params![
         child.execution_id,
         child.task_path,
@@ -114,11 +136,19 @@ pub(super) fn upsert_child(connection: &Connection, child: &ChildRunRecord) -> r
         child.message,
         child.package,
     ])?;
+    if child.status == ChildStatus::Succeeded {
+        let sql = "INSERT INTO task_winners (execution_id, task_path, attempt, agent, run_id) \
+            SELECT execution_id, task_path, attempt, agent, run_id FROM children \
+            WHERE agent = ?1 AND run_id = ?2 AND status = 'succeeded' AND execution_id <> '' \
+            ON CONFLICT (execution_id, task_path) DO NOTHING";
+        connection.prepare_cached(sql)?.execute(params![child.agent, child.run_id])?;
+    }
     Ok(())
 }
 
-/// Records a child's outcome. A superseded child keeps that status: a superseded attempt's
-/// result never changes what the report says of the task (DESIGN.md §4, fencing).
+/// Records what reconciliation did to a child (stopped it as superseded, or canceled it late).
+/// Superseded always wins (a superseded attempt's result never changes what the report says of
+/// the task, DESIGN.md §4); a late cancel applies only to a child still running.
 pub(super) fn update_child_status(
     connection: &Connection,
     agent: &str,
@@ -127,16 +157,59 @@ pub(super) fn update_child_status(
     duration_ms: Option<u64>,
     message: &str,
 ) -> rusqlite::Result<()> {
-    let sql = "UPDATE children SET status = CASE WHEN status = ?6 THEN status ELSE ?3 END, duration_ms = ?4, \
-        message = ?5 WHERE agent = ?1 AND run_id = ?2";
+    let sql = "UPDATE children SET \
+        status = CASE WHEN ?3 = 'superseded' OR status = 'running' THEN ?3 ELSE status END, \
+        duration_ms = COALESCE(?4, duration_ms), \
+        message = CASE WHEN ?3 = 'superseded' OR status = 'running' THEN ?5 ELSE message END \
+        WHERE agent = ?1 AND run_id = ?2";
     connection.prepare_cached(sql)?.execute(params![
         agent,
         run_id,
         status.as_str(),
         duration_ms.map(Unsigned),
-        message,
-        ChildStatus::Superseded.as_str(),
+        message
     ])?;
+    Ok(())
+}
+
+/// Owes `agent` a stop of `run_id` until it is delivered; the first reason recorded stays.
+pub(super) fn add_pending_stop(
+    connection: &Connection,
+    agent: &str,
+    run_id: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO pending_stops (agent, run_id, reason) VALUES (?1, ?2, ?3) \
+        ON CONFLICT (agent, run_id) DO NOTHING";
+    connection.prepare_cached(sql)?.execute(params![agent, run_id, reason])?;
+    Ok(())
+}
+
+/// A stop was delivered (or found the run already ended).
+pub(super) fn remove_pending_stop(connection: &Connection, agent: &str, run_id: &str) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached("DELETE FROM pending_stops WHERE agent = ?1 AND run_id = ?2")?
+        .execute(params![agent, run_id])?;
+    Ok(())
+}
+
+/// A start to `agent` was given up while in flight.
+pub(super) fn add_abandoned_start(connection: &Connection, agent: &str, key: &str) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO abandoned_starts (agent, idempotency_key) VALUES (?1, ?2) \
+        ON CONFLICT (agent, idempotency_key) DO NOTHING";
+    connection.prepare_cached(sql)?.execute(params![agent, key])?;
+    Ok(())
+}
+
+/// Abandoned starts of `agent` settled: one key (`Some`, its run was fenced), or every key
+/// (`None`, its data dir was recreated and the requests it held died with it).
+pub(super) fn remove_abandoned_starts(connection: &Connection, agent: &str, key: Option<&str>) -> rusqlite::Result<()> {
+    match key {
+        Some(key) => connection
+            .prepare_cached("DELETE FROM abandoned_starts WHERE agent = ?1 AND idempotency_key = ?2")?
+            .execute(params![agent, key])?,
+        None => connection.prepare_cached("DELETE FROM abandoned_starts WHERE agent = ?1")?.execute(params![agent])?,
+    };
     Ok(())
 }
 
@@ -187,6 +260,20 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         message: row.get(6)?,
         exit_code: row.get(7)?,
     })
+}
+
+/// A child as the report shows it: [`CHILD_COLUMNS`] then `agent_status`.
+pub(super) fn child_record_from_row(row: &Row<'_>) -> rusqlite::Result<ChildRecord> {
+    let agent_status: Option<String> = row.get(12)?;
+    let agent_status = match agent_status {
+        Some(text) => {
+            Some(parse_name(&text).ok_or_else(|| bad_value(12, Type::Text, format!("unknown child status {text:?}")))?)
+        }
+        None => None,
+    };
+    let mut record = ChildRecord::from(child_from_row(row)?);
+    record.agent_status = agent_status;
+    Ok(record)
 }
 
 pub(super) fn child_from_row(row: &Row<'_>) -> rusqlite::Result<ChildRunRecord> {

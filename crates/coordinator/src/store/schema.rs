@@ -3,12 +3,14 @@
 use std::path::Path;
 
 use rusqlite::Connection;
+use switchyard_sqlite::columns::{meta, set_meta};
 use switchyard_sqlite::{META_CREATED_AT, META_SCHEMA_VERSION, Schema, Synchronous};
 
 use super::{StoreError, StoreOptions};
 
-/// The schema this build reads and writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// The schema this build reads and writes. Version 2 added the fencing facts (`pending_stops`,
+/// `abandoned_starts`, `task_winners`) and `children.agent_status`.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Meta keys only the store sets.
 pub(super) const RESERVED_META_KEYS: [&str; 2] = [META_SCHEMA_VERSION, META_CREATED_AT];
@@ -74,6 +76,7 @@ CREATE TABLE children (
     duration_ms INTEGER,
     message TEXT NOT NULL,
     package TEXT,
+    agent_status TEXT,
     PRIMARY KEY (agent, run_id)
 ) WITHOUT ROWID;
 CREATE INDEX children_by_execution ON children (execution_id, started_at);
@@ -85,11 +88,69 @@ CREATE TABLE agent_cursors (
 ) WITHOUT ROWID;
 ";
 
+/// What version 2 added (DESIGN.md §4 Fencing): run on a new database after [`SCHEMA`], and on a
+/// version 1 database by [`migrate`]. `pending_stops` holds the stops owed to agents that were
+/// unreachable (superseded attempts, missed cancels) until they are delivered;
+/// `abandoned_starts` the keys of starts given up while in flight to an agent declared down;
+/// `task_winners` the attempt whose child succeeded for a task.
+const FENCING: &str = "
+CREATE TABLE pending_stops (
+    agent TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (agent, run_id)
+) WITHOUT ROWID;
+
+CREATE TABLE abandoned_starts (
+    agent TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    PRIMARY KEY (agent, idempotency_key)
+) WITHOUT ROWID;
+
+CREATE TABLE task_winners (
+    execution_id TEXT NOT NULL,
+    task_path TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (execution_id, task_path)
+) WITHOUT ROWID;
+";
+
 /// Opens the write connection, switching the file to WAL and creating the schema when the
 /// database is new.
 pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
     let synchronous = if options.synchronous_full { Synchronous::Full } else { Synchronous::Normal };
-    let schema = Schema { program: "coordinator", version: SCHEMA_VERSION, tables: SCHEMA };
+    if path.exists() {
+        migrate(path)?;
+    }
+    let tables = TABLES.get_or_init(|| format!("{SCHEMA}{FENCING}"));
+    let schema = Schema { program: "coordinator", version: SCHEMA_VERSION, tables };
     let (connection, ()) = switchyard_sqlite::open_writer(path, synchronous, &schema, |_, _| Ok(()))?;
     Ok(connection)
+}
+
+/// Every table of a new database.
+static TABLES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Brings a version 1 database to version 2 in one transaction; any other version is left for
+/// the version check to refuse.
+fn migrate(path: &Path) -> Result<(), StoreError> {
+    let sqlite = |error| StoreError::sqlite(path, error);
+    let mut connection = Connection::open(path).map_err(sqlite)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite)?;
+    let has_meta: bool = transaction
+        .query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'", [], |row| {
+            row.get(0)
+        })
+        .map_err(sqlite)?;
+    if !has_meta || meta(&transaction, META_SCHEMA_VERSION).map_err(sqlite)?.as_deref() != Some("1") {
+        return Ok(());
+    }
+    tracing::info!(path = %path.display(), "migrating the coordinator's store from schema version 1 to 2");
+    transaction.execute_batch("ALTER TABLE children ADD COLUMN agent_status TEXT;").map_err(sqlite)?;
+    transaction.execute_batch(FENCING).map_err(sqlite)?;
+    set_meta(&transaction, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_string()).map_err(sqlite)?;
+    transaction.commit().map_err(sqlite)
 }

@@ -136,7 +136,7 @@ async fn every_record_reads_back_as_written() {
     assert_eq!(store.child("server-a", "run-1").await.expect("read"), Some(child_run.clone()));
     assert_eq!(store.child("server-b", "run-1").await.expect("read"), None, "a run id is per agent");
     assert_eq!(store.meta("owner").await.expect("read").as_deref(), Some("coordinator-1"));
-    assert_eq!(store.meta("schema_version").await.expect("read").as_deref(), Some("1"));
+    assert_eq!(store.meta("schema_version").await.expect("read").as_deref(), Some("2"));
 
     record.status = ExecutionStatus::Succeeded;
     record.ended_at = Some(at(1234));
@@ -411,9 +411,9 @@ async fn a_database_of_another_schema_version_is_refused() {
     let store = open(dir.path());
     drop(store);
     let connection = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("open");
-    connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'", []).expect("update");
+    connection.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", []).expect("update");
     drop(connection);
     let error = Store::open(dir.path()).expect_err("a newer schema");
-    assert!(matches!(error, StoreError::Schema { known: 1, .. }), "{error}");
-    assert!(error.to_string().contains("schema version 2"), "{error}");
+    assert!(matches!(error, StoreError::Schema { known: 2, .. }), "{error}");
+    assert!(error.to_string().contains("schema version 3"), "{error}");
 }

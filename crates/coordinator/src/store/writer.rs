@@ -51,6 +51,18 @@ impl Apply for Applier {
                     rows::update_child_status(connection, agent, run_id, *status, *duration_ms, message)
                         .map_err(sqlite)?
                 }
+                Write::AddPendingStop { agent, run_id, reason } => {
+                    rows::add_pending_stop(connection, agent, run_id, reason.as_str()).map_err(sqlite)?
+                }
+                Write::RemovePendingStop { agent, run_id } => {
+                    rows::remove_pending_stop(connection, agent, run_id).map_err(sqlite)?
+                }
+                Write::AddAbandonedStart { agent, idempotency_key } => {
+                    rows::add_abandoned_start(connection, agent, idempotency_key).map_err(sqlite)?
+                }
+                Write::RemoveAbandonedStarts { agent, idempotency_key } => {
+                    rows::remove_abandoned_starts(connection, agent, idempotency_key.as_deref()).map_err(sqlite)?
+                }
                 Write::SetAgentCursor { agent, incarnation, sequence } => {
                     rows::set_agent_cursor(connection, agent, incarnation, *sequence).map_err(sqlite)?
                 }

@@ -332,6 +332,7 @@ async fn run_child_package(
         package: Some(file),
         status,
         duration_ms: Some(run.duration_ms),
+        agent_status: None,
         tasks: run.tasks,
     }];
     for mut grandchild in run.children {

@@ -136,6 +136,10 @@ pub struct ChildRecord {
     pub status: ChildStatus,
     /// How long it ran.
     pub duration_ms: Option<u64>,
+    /// What the agent itself reported when `status` did not take it: the late outcome of a run
+    /// recorded `lost` or `superseded` (DESIGN.md §4 Fencing). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<ChildStatus>,
     /// The child's own tasks, for children run in process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskRecord>,

@@ -117,6 +117,7 @@ pub(crate) fn replay(shared: &Arc<RunShared>, task: &Task, path: &str, frame: &F
                 _ => ChildStatus::Failed,
             },
             duration_ms: Some(ended.duration_ms),
+            agent_status: None,
             tasks: Vec::new(),
         }],
         _ => Vec::new(),
