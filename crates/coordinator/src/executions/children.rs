@@ -14,9 +14,6 @@ use crate::launcher::ChildUpdate;
 use crate::registry::{FenceChange, FenceLog, RunOutcome, StopReason, Stopped};
 use crate::store::{ChildRunRecord, Store, Write};
 
-/// Child outcomes recorded in one store request at most.
-const OUTCOME_BATCH: usize = 256;
-
 impl Executions {
     /// Keeps the running children up to date and queues the child's record, in launcher order.
     pub(super) fn child_changed(&self, update: ChildUpdate) {
@@ -50,11 +47,11 @@ impl Executions {
         let _ = self.inner.child_writes.send(Write::UpsertChild(record));
     }
 
-    /// Records the outcome of every child run the agents report (fire-and-forget children too).
-    /// Outcomes that arrive together are written in one batch, in the order they came.
+    /// Records the outcome of every child run the agents report (fire-and-forget children too),
+    /// in the order they came, behind the fencing facts of earlier events.
     pub(super) async fn record_outcomes(self, mut outcomes: broadcast::Receiver<RunOutcome>) {
         loop {
-            let first = match outcomes.recv().await {
+            let outcome = match outcomes.recv().await {
                 Ok(o) => o,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "outcome feed lagged");
@@ -62,19 +59,14 @@ impl Executions {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let mut batch = Vec::new();
-            self.outcome_writes(first, &mut batch);
-            while batch.len() < OUTCOME_BATCH {
-                match outcomes.try_recv() {
-                    Ok(outcome) => self.outcome_writes(outcome, &mut batch),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "outcome feed lagged");
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = self.inner.store.write(batch).await {
-                tracing::warn!(error = %e, "cannot record child outcomes");
+            // Through the same ordered queue as child records and fencing facts (which batches
+            // what is queued into one commit): a stream cursor is never stored ahead of a
+            // fencing fact from an earlier event of its agent, which a restart in between would
+            // otherwise skip and forget.
+            let mut writes = Vec::with_capacity(2);
+            self.outcome_writes(outcome, &mut writes);
+            for write in writes {
+                let _ = self.inner.child_writes.send(write);
             }
         }
     }
