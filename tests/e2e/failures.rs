@@ -14,7 +14,7 @@ use switchyard_tests::{
     AgentProcess, CommandOutput, CoordinatorProcess, Workspace, eventually_async, switchyard_async,
 };
 
-use crate::agent::WAIT;
+use crate::agent::{WAIT, quick_job, wait_for_status};
 use crate::coordinator::Cluster;
 
 /// One agent of a [`FailureClusterSetup`].
@@ -211,4 +211,35 @@ pub(crate) async fn settled_report(cluster: &Cluster, execution_id: &str) -> Val
         let last = last.lock().unwrap_or_else(|p| p.into_inner());
         panic!("timed out after {WAIT:?} waiting for {what}; the last report:\n{last:#}")
     })
+}
+
+/// The start of the superseded-attempt scenarios: server-a (whose `work` job succeeds at once)
+/// is drained while the first attempt of the package's task `Work` goes to server-b (whose
+/// `work` outlives the test unless stopped), then takes work again. Returns the cluster
+/// (down_after 1 s), the execution id, the first child (running on server-b) and a client of
+/// server-b.
+pub(crate) async fn first_attempt_on_server_b(
+    file: &str,
+    package: &str,
+) -> (Cluster, String, switchyard_proto::ChildRow, switchyard_proto::agent_client::AgentClient<tonic::transport::Channel>)
+{
+    let cluster = FailureClusterSetup::new(Workspace::new())
+        .agent("server-a", &["etl"], 2)
+        .agent("server-b", &["etl"], 2)
+        .agent_job("server-a", "work.toml", &quick_job("work", ""))
+        .agent_job("server-b", "work.toml", &script_job("work", "sleep 120"))
+        .coordinator_setting("down_after", "\"1s\"")
+        .start()
+        .await;
+    drain(&cluster, "server-a", Placements::Stop).await;
+    wait_for_agent_state(&cluster, "server-a", "draining").await;
+    let package = cluster.package(file, package);
+    let execution_id = cluster.detach(&package).await;
+    let first = cluster.wait_for_child(&execution_id, "Work", "running").await;
+    assert_eq!(first.agent, "server-b", "{first:?}");
+    let b_client = cluster.agent_client("server-b").await;
+    wait_for_status(&b_client, &first.run_id, switchyard_proto::RunStatus::Running).await;
+    drain(&cluster, "server-a", Placements::Resume).await;
+    wait_for_agent_state(&cluster, "server-a", "up").await;
+    (cluster, execution_id, first, b_client)
 }

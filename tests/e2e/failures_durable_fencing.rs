@@ -12,11 +12,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use switchyard_proto::{HistoryStatus, RunStatus};
-use switchyard_tests::{Workspace, eventually_async};
+use switchyard_tests::eventually_async;
 
-use crate::agent::{WAIT, history, quick_job, row_status, wait_for_status};
+use crate::agent::{WAIT, history, row_status, wait_for_status};
 use crate::coordinator::{children_of, text};
-use crate::failures::{FailureClusterSetup, Placements, drain, script_job, signal_agent, wait_for_agent_state};
+use crate::failures::{first_attempt_on_server_b, signal_agent, wait_for_agent_state};
 use crate::run_cli::task;
 
 const HELD: &str = r#"[package]
@@ -45,26 +45,7 @@ impl Drop for ResumeOnDrop {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_superseded_before_a_coordinator_restart_is_stopped_when_its_agent_resumes_after_it() {
-    // server-b's job outlives the test unless it is stopped; server-a's succeeds at once.
-    let mut cluster = FailureClusterSetup::new(Workspace::new())
-        .agent("server-a", &["etl"], 2)
-        .agent("server-b", &["etl"], 2)
-        .agent_job("server-a", "work.toml", &quick_job("work", ""))
-        .agent_job("server-b", "work.toml", &script_job("work", "sleep 120"))
-        .coordinator_setting("down_after", "\"1s\"")
-        .start()
-        .await;
-    // Only server-b takes the first attempt: server-a is drained until it runs there.
-    drain(&cluster, "server-a", Placements::Stop).await;
-    wait_for_agent_state(&cluster, "server-a", "draining").await;
-    let package = cluster.package("held.toml", HELD);
-    let execution_id = cluster.detach(&package).await;
-    let held = cluster.wait_for_child(&execution_id, "Work", "running").await;
-    assert_eq!(held.agent, "server-b", "{held:?}");
-    let b_client = cluster.agent_client("server-b").await;
-    wait_for_status(&b_client, &held.run_id, RunStatus::Running).await;
-    drain(&cluster, "server-a", Placements::Resume).await;
-    wait_for_agent_state(&cluster, "server-a", "up").await;
+    let (mut cluster, execution_id, held, b_client) = first_attempt_on_server_b("held.toml", HELD).await;
 
     signal_agent(cluster.agent("server-b"), Signal::SIGSTOP);
     let stopped_agent = ResumeOnDrop(cluster.agent("server-b").pid());

@@ -16,7 +16,8 @@ use switchyard_tests::{Workspace, eventually_async, process_is_gone};
 use crate::agent::{WAIT, history, open_gate, quick_job, row_status, wait_for_status};
 use crate::coordinator::{Cluster, children_of, text};
 use crate::failures::{
-    FailureClusterSetup, Placements, drain, number, script_job, settled_report, signal_agent, wait_for_agent_state,
+    FailureClusterSetup, first_attempt_on_server_b, number, script_job, settled_report, signal_agent,
+    wait_for_agent_state,
 };
 use crate::run_cli::task;
 
@@ -196,26 +197,7 @@ retry_backoff = "100ms"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigstop_of_an_agent_marks_it_down_and_its_superseded_runs_are_canceled_after_sigcont() {
-    // server-b's job outlives the test unless canceled; server-a's succeeds at once.
-    let cluster = FailureClusterSetup::new(Workspace::new())
-        .agent("server-a", &["etl"], 2)
-        .agent("server-b", &["etl"], 2)
-        .agent_job("server-a", "work.toml", &quick_job("work", ""))
-        .agent_job("server-b", "work.toml", &script_job("work", "sleep 120"))
-        .coordinator_setting("down_after", "\"1s\"")
-        .start()
-        .await;
-    // Only server-b takes the first attempt: server-a is drained until it runs there.
-    drain(&cluster, "server-a", Placements::Stop).await;
-    wait_for_agent_state(&cluster, "server-a", "draining").await;
-    let package = cluster.package("superseded.toml", SUPERSEDED);
-    let execution_id = cluster.detach(&package).await;
-    let first = cluster.wait_for_child(&execution_id, "Work", "running").await;
-    assert_eq!(first.agent, "server-b", "{first:?}");
-    let b_client = cluster.agent_client("server-b").await;
-    wait_for_status(&b_client, &first.run_id, RunStatus::Running).await;
-    drain(&cluster, "server-a", Placements::Resume).await;
-    wait_for_agent_state(&cluster, "server-a", "up").await;
+    let (cluster, execution_id, first, b_client) = first_attempt_on_server_b("superseded.toml", SUPERSEDED).await;
     let before = wait_for_agent_state(&cluster, "server-b", "up").await;
 
     signal_agent(cluster.agent("server-b"), Signal::SIGSTOP);
