@@ -15,4 +15,5 @@ mod failures;
 mod failures_failover;
 mod failures_restarts;
 mod failures_starts;
+mod nemesis;
 mod run_cli;
