@@ -1,6 +1,7 @@
 //! `cargo run --release -p switchyard-bench -- <scenario> [--runs N] [--tasks N] [--job JOB]`:
 //! prints a table and a JSON line of figures. Scenarios: `engine`, `floor`, `fanout`, `roundtrip`,
-//! `cost`, `detection`, `scale`, `peers`, `nemesis` (its own options: see `nemesis.rs`). `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
+//! `cost`, `detection`, `scale`, `peers`, `nemesis` (its own options: see `nemesis.rs`).
+//! `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
 //! `noop_package` or `noop_command`, and for `fanout` also `hold` or `direct`.
 
 /// mimalloc: the allocator-heavy paths (gRPC, SQLite rows, the engine) spend markedly less time
