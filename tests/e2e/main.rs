@@ -17,4 +17,5 @@ mod failures_durable_fencing;
 mod failures_failover;
 mod failures_restarts;
 mod failures_starts;
+mod limits;
 mod run_cli;

@@ -135,10 +135,7 @@ impl Limits {
             ));
         }
         if name.contains(['/', '\\', '\0']) || name.contains("..") {
-            return Err(format!(
-                "{what} \"{}\" must not contain `/`, `\\`, NUL or `..`",
-                name.replace('\0', "\\0")
-            ));
+            return Err(format!("{what} \"{}\" must not contain `/`, `\\`, NUL or `..`", name.replace('\0', "\\0")));
         }
         Ok(())
     }

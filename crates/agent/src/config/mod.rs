@@ -35,7 +35,8 @@ pub const KEYS: &[&str] = &[
     "history_max_rows",
     "history_max_rows_per_job",
     "outbox_retention",
-    "synchronous", "limits",
+    "synchronous",
+    "limits",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an

@@ -32,7 +32,8 @@ pub const KEYS: &[&str] = &[
     "down_after",
     "placement",
     "start_timeout",
-    "agents", "limits",
+    "agents",
+    "limits",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an

@@ -9,7 +9,11 @@ use crate::expr::Expression;
 /// Evaluates `expression` to a bool against `value` on a blocking thread. The caller's future
 /// can be dropped (a task timeout, a cancel) while it runs; the thread then ends on its own,
 /// within the work budget.
-pub(crate) async fn evaluate_bool(shared: &RunShared, expression: &Expression, value: ScopeValue) -> Result<bool, String> {
+pub(crate) async fn evaluate_bool(
+    shared: &RunShared,
+    expression: &Expression,
+    value: ScopeValue,
+) -> Result<bool, String> {
     let steps = shared.limits.expression_steps;
     let time = shared.limits.expression_time;
     let owned = expression.clone();

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use switchyard_settings::Limits;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use events::{Event, EventKind, EventLog, EventObserver};

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value as Json;
 
-use super::budget::{self, DEFAULT_STEPS};
 use super::bindings::{Scope, cel_to_json, map_to_cel, tasks_to_cel};
+use super::budget::{self, DEFAULT_STEPS};
 use super::expression::Expression;
 
 /// An expression that compiled but failed to evaluate.

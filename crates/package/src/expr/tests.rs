@@ -304,7 +304,8 @@ fn string_literals_are_skipped() {
 
 #[test]
 fn a_nested_comprehension_over_a_long_parameter_list_is_refused_naming_the_budget() {
-    let e = Expression::compile("params.xs.all(a, params.xs.all(b, params.xs.all(c, a + b + c >= 0)))").expect("compiles");
+    let e =
+        Expression::compile("params.xs.all(a, params.xs.all(b, params.xs.all(c, a + b + c >= 0)))").expect("compiles");
     let mut params = Map::new();
     params.insert("xs".into(), serde_json::json!((0..500).collect::<Vec<i64>>()));
     let vars = Map::new();

@@ -97,7 +97,10 @@ fn with_a_root_child_paths_stay_inside_it_and_errors_do_not_echo_other_files() {
     }
     // Without a root (a local `switchyard run`), the same absolute path is read.
     let parent = inner.join("parent.toml");
-    let text = format!("[package]\nname = \"p\"\n[[tasks]]\nname = \"c\"\nkind = \"package\"\npath = \"{}\"\n", secret.display());
+    let text = format!(
+        "[package]\nname = \"p\"\n[[tasks]]\nname = \"c\"\nkind = \"package\"\npath = \"{}\"\n",
+        secret.display()
+    );
     std::fs::write(&parent, text).expect("write");
     assert!(matches!(load_package_with(&parent, &LoadOptions::default()), Err(LoadError::Invalid(_))));
 }

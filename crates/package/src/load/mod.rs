@@ -222,7 +222,8 @@ fn read_document(
         && let Some(table) = reader.table(params, "parameters")
     {
         if table.len() > reader.limits.parameters {
-            let message = Limits::refusal("[parameters]", table.len(), "parameters", reader.limits.parameters, "parameters");
+            let message =
+                Limits::refusal("[parameters]", table.len(), "parameters", reader.limits.parameters, "parameters");
             reader.error(&params.span(), "parameters", message);
         }
         for (key, value) in table.iter() {

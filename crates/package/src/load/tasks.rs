@@ -7,13 +7,13 @@ use indexmap::IndexMap;
 use toml::de::DeValue;
 
 use super::Loader;
-use switchyard_settings::Limits;
 use super::constraints::{RawConstraint, read_constraints, resolve_container};
 use super::reader::{Fields, Reader, Value};
 use crate::model::{
     AgentJobTask, AgentTarget, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd, PackageTask,
     ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
 };
+use switchyard_settings::Limits;
 
 /// What reading tasks needs to know about the package they belong to.
 pub(crate) struct Context<'a> {
@@ -270,7 +270,11 @@ fn read_params(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> (IndexMap<Str
         if let Some(table) = reader.table(v, &path) {
             if table.len() > reader.limits.parameters {
                 let limit = reader.limits.parameters;
-                reader.error(&v.span(), &path, Limits::refusal("params", table.len(), "parameters", limit, "parameters"));
+                reader.error(
+                    &v.span(),
+                    &path,
+                    Limits::refusal("params", table.len(), "parameters", limit, "parameters"),
+                );
             }
             for (key, value) in table.iter() {
                 let name = key.get_ref().to_string();
