@@ -106,9 +106,7 @@ async fn a_package_task_outside_the_execution_files_is_refused_without_echoing_t
         assert!(status.message().contains("is refused"), "{status:?}");
         assert!(!status.message().contains("hunter2"), "{status:?}");
         // A path computed at run time is refused when the task runs.
-        let parent = format!(
-            "[package]\nname = \"p\"\n[parameters]\nchild = \"x.toml\"\n[[tasks]]\nname = \"c\"\nkind = \"package\"\npath = \"{{{{ params.child }}}}\"\n"
-        );
+        let parent = "[package]\nname = \"p\"\n[parameters]\nchild = \"x.toml\"\n[[tasks]]\nname = \"c\"\nkind = \"package\"\npath = \"{{ params.child }}\"\n".to_string();
         let parameters = HashMap::from([("child".to_string(), path.clone())]);
         let id = client
             .start_execution(start("p.toml", vec![("p.toml", parent)], parameters))

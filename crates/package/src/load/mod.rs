@@ -286,7 +286,7 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
 
 /// The tasks of a file, containers' tasks included.
 fn count_tasks(tasks: &[crate::model::Task]) -> usize {
-    tasks.iter().map(|t| 1 + t.kind.children().map_or(0, |c| count_tasks(c))).sum()
+    tasks.iter().map(|t| 1 + t.kind.children().map_or(0, count_tasks)).sum()
 }
 
 /// Where a child package named `relative` by a package in `dir` is. With a `root` (servers),
