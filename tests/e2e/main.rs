@@ -17,5 +17,6 @@ mod failures_durable_fencing;
 mod failures_failover;
 mod failures_restarts;
 mod failures_starts;
+mod limits;
 mod nemesis;
 mod run_cli;

@@ -11,15 +11,22 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use switchyard_package::LoadError;
-use switchyard_package::load::load_package_text;
+use switchyard_package::load::{LoadOptions, load_package_text_with};
 use switchyard_package::model::{Package, Task, TaskKind};
 
 use crate::config::AgentConfig;
 
 /// Where a step's package lives: pushed packages first, then packages_dir.
 pub(crate) fn package_file(config: &AgentConfig, path: &str) -> PathBuf {
-    let pushed = pushed_packages_dir(&config.data_dir).join(path);
-    if pushed.exists() { pushed } else { config.packages_dir.join(path) }
+    package_location(config, path).0
+}
+
+/// A step's package file and the folder it was found in (pushed packages, else packages_dir):
+/// the root its child packages are confined to.
+pub(crate) fn package_location(config: &AgentConfig, path: &str) -> (PathBuf, PathBuf) {
+    let pushed_dir = pushed_packages_dir(&config.data_dir);
+    let pushed = pushed_dir.join(path);
+    if pushed.exists() { (pushed, pushed_dir) } else { (config.packages_dir.join(path), config.packages_dir.clone()) }
 }
 
 /// The folder pushed packages are written to.
@@ -53,6 +60,11 @@ impl PackageCache {
     /// The package at `file`: from the cache while the file's size and mtime are unchanged,
     /// else read, hashed and loaded (and cached when it runs no child package).
     pub fn load(&self, file: &Path) -> Result<CachedPackage, LoadError> {
+        self.load_with(file, &LoadOptions::default())
+    }
+
+    /// [`PackageCache::load`] with `[limits]` and the root child packages are confined to.
+    pub fn load_with(&self, file: &Path, options: &LoadOptions) -> Result<CachedPackage, LoadError> {
         let metadata = std::fs::metadata(file).map_err(|e| read_error(file, e))?;
         let stamp = Stamp { len: metadata.len(), modified: metadata.modified().ok() };
         if let Some((cached_stamp, cached)) = self.lock().get(file)
@@ -63,7 +75,7 @@ impl PackageCache {
         let bytes = std::fs::read(file).map_err(|e| read_error(file, e))?;
         let hash = hex::encode(Sha256::digest(&bytes));
         let text = String::from_utf8_lossy(&bytes);
-        let package = load_package_text(file, &text)?.package;
+        let package = load_package_text_with(file, &text, options)?.package;
         let loaded = CachedPackage { package, hash };
         if !runs_children(&loaded.package.tasks) {
             self.lock().insert(file.to_path_buf(), (stamp, loaded.clone()));

@@ -87,7 +87,9 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let service = pb::agent_server::AgentServer::new(AgentService::new(runtime.clone(), consumed.clone()))
-        .max_decoding_message_size(16 * 1024 * 1024);
+        .max_decoding_message_size(
+            runtime.config.limits.grpc_message_or(switchyard_settings::limits::AGENT_GRPC_MESSAGE),
+        );
     let maintenance = tokio::spawn(prune_outbox(runtime.clone(), consumed));
 
     let drain_runtime = runtime.clone();
@@ -98,11 +100,15 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
         drain_runtime.shutdown.cancel();
     };
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(pb::idle::keepalive_interval(runtime.config.limits.idle_timeout)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), drained)
+        .serve_with_incoming_shutdown(
+            pb::idle::close_idle(incoming(listener), runtime.config.limits.idle_timeout),
+            drained,
+        )
         .await?;
     maintenance.abort();
     tracing::info!(agent = %runtime.name(), "agent stopped");

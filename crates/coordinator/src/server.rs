@@ -70,7 +70,7 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
     registry.resume_fences(fences.stops, fences.abandoned);
     // Executions follow the registry's outcomes from before the first agent is added, so no
     // outcome replayed from an agent's outbox goes unrecorded.
-    let executions = Executions::new(store, registry.clone(), config.data_dir.clone());
+    let executions = Executions::new(store, registry.clone(), config.data_dir.clone(), config.limits.clone());
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)
@@ -111,13 +111,19 @@ pub async fn serve(
         Duration::from_secs(30),
         shutdown.clone(),
     );
-    let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(64 * 1024 * 1024);
+    let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(
+        config.limits.grpc_message_or(switchyard_settings::limits::COORDINATOR_GRPC_MESSAGE),
+    );
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(pb::idle::keepalive_interval(config.limits.idle_timeout)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            pb::idle::close_idle(incoming(listener), config.limits.idle_timeout),
+            shutdown.clone().cancelled_owned(),
+        );
     // Streams end when `shutdown` fires; unary calls get DRAIN_GRACE to finish.
     tokio::select! {
         served = server => served?,

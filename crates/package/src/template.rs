@@ -73,6 +73,14 @@ impl Template {
         Ok(Template { source: text.to_string(), parts, single: exprs == 1 && blank_text })
     }
 
+    /// The expressions embedded in the template.
+    pub fn expressions(&self) -> impl Iterator<Item = &Expression> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Expr(e) => Some(e),
+            Part::Text(_) => None,
+        })
+    }
+
     /// Whether the template has no expression.
     pub fn is_literal(&self) -> bool {
         !self.parts.iter().any(|p| matches!(p, Part::Expr(_)))

@@ -2,6 +2,7 @@
 //! descriptor set that server reflection serves.
 
 pub mod convert;
+pub mod idle;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod generated {

@@ -5,15 +5,16 @@
 //! Each service keeps its own keys, defaults and rules across fields, and describes its file by
 //! implementing [`Settings`]. The sections both services will read alike go here when they come:
 //! `[tls]` (ca, cert, key; DESIGN.md §11) as a `tls` module, which the rule for `https://` in
-//! [`Address`] and the loopback-unless-`insecure` rules will then consult, and `[limits]`
-//! (message sizes, name lengths, ...; DESIGN.md §11) as a `limits` module. Neither exists yet:
-//! there is no TLS, so `https://` is refused.
+//! [`Address`] and the loopback-unless-`insecure` rules will then consult (not yet: there is no
+//! TLS, so `https://` is refused), and `[limits]` (message sizes, name lengths, ...; DESIGN.md
+//! §11) as the [`limits`] module.
 
 mod address;
 pub mod comma_list;
 pub mod duration;
 mod error;
 mod layers;
+pub mod limits;
 mod name;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -21,4 +22,5 @@ pub mod testing;
 pub use address::{Address, AddressError};
 pub use error::Error;
 pub use layers::{Origins, Schema, Settings};
+pub use limits::Limits;
 pub use name::{NAME_RULE, NameError, check_name, is_valid_name};

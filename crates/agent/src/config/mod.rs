@@ -36,6 +36,7 @@ pub const KEYS: &[&str] = &[
     "history_max_rows_per_job",
     "outbox_retention",
     "synchronous",
+    "limits",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an
@@ -86,6 +87,8 @@ pub struct AgentConfig {
     pub outbox_retention: Duration,
     /// How hard SQLite commits are made durable.
     pub synchronous: Synchronous,
+    /// Bounds on input (`[limits]`, DESIGN.md §11).
+    pub limits: switchyard_settings::Limits,
 }
 
 /// SQLite's `synchronous` pragma for the agent's database.
@@ -129,6 +132,7 @@ impl Default for AgentConfig {
             history_max_rows_per_job: 100,
             outbox_retention: Duration::from_secs(7 * 24 * 3600),
             synchronous: Synchronous::Normal,
+            limits: switchyard_settings::Limits::default(),
         }
     }
 }
@@ -206,6 +210,9 @@ impl Settings for AgentConfig {
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.limits.check() {
+            return Err(origins.invalid(&format!("limits.{key}"), message));
+        }
         if self.name.is_empty() {
             return Err(origins.invalid(
                 "name",

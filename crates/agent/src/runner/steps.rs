@@ -9,13 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use switchyard_package::engine::{ProcessEvent, RunOptions, run_package};
 use switchyard_package::expr::Map;
+use switchyard_package::load::LoadOptions;
 use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
 use switchyard_package::{ExecutionStatus, LoadError, TaskResult};
 
 use super::RunHost;
 use crate::jobs::{StepDefinition, StepWork};
 use crate::model::{HistoryStatus, RunRecord, StepOutputRecord};
-use crate::package_cache::package_file;
+use crate::package_cache::package_location;
 use crate::store::Write;
 
 /// How one step attempt ended.
@@ -156,7 +157,7 @@ async fn run_work(
                 dir,
                 timeout: None,
                 success_codes: success_codes.clone(),
-                output_limit: host.config().output_limit,
+                output_limit: host.config().output_limit.min(host.config().limits.output),
                 kill_grace: host.config().kill_grace,
             };
             run_command(&spec, cancel, groups).await
@@ -216,8 +217,9 @@ async fn run_package_step(
             None,
         )
     };
-    let file = package_file(host.config(), path);
-    let (package, hash) = match host.packages().load(&file) {
+    let (file, root) = package_location(host.config(), path);
+    let load_options = LoadOptions { limits: host.config().limits.clone(), root: Some(root.clone()) };
+    let (package, hash) = match host.packages().load_with(&file, &load_options) {
         Ok(loaded) => (loaded.package, loaded.hash),
         Err(LoadError::NotFound(_)) => {
             return failed(format!(
@@ -239,9 +241,11 @@ async fn run_package_step(
         execution_id: record.run_id.clone(),
         parameters,
         cancel: cancel.clone(),
-        output_limit: host.config().output_limit,
+        output_limit: host.config().output_limit.min(host.config().limits.output),
         kill_grace: host.config().kill_grace,
         process_observer: Some(groups.observer()),
+        limits: host.config().limits.clone(),
+        package_root: Some(root),
         ..RunOptions::default()
     };
     let run = run_package(package, options).await;

@@ -118,7 +118,7 @@ pub fn report_load_error(error: &LoadError) -> u8 {
             eprintln!("error: package file {} not found; check the path", path.display());
             exit::NOT_FOUND
         }
-        LoadError::Unreadable { .. } => {
+        LoadError::Unreadable { .. } | LoadError::TooLarge { .. } => {
             eprintln!("error: {error}");
             exit::INVALID
         }

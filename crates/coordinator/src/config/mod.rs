@@ -33,6 +33,7 @@ pub const KEYS: &[&str] = &[
     "placement",
     "start_timeout",
     "agents",
+    "limits",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an
@@ -64,6 +65,8 @@ pub struct CoordinatorConfig {
     pub start_timeout: Duration,
     /// Static agents; others may register themselves.
     pub agents: Vec<StaticAgent>,
+    /// Bounds on input (`[limits]`, DESIGN.md §11).
+    pub limits: switchyard_settings::Limits,
 }
 
 /// An agent named in coordinator.toml (`[[agents]]`).
@@ -91,6 +94,7 @@ impl Default for CoordinatorConfig {
             placement: PlacementStrategy::LeastLoaded,
             start_timeout: Duration::from_secs(5),
             agents: Vec::new(),
+            limits: switchyard_settings::Limits::default(),
         }
     }
 }
@@ -156,6 +160,9 @@ impl Settings for CoordinatorConfig {
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.limits.check() {
+            return Err(origins.invalid(&format!("limits.{key}"), message));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(origins.invalid(
                 "data_dir",

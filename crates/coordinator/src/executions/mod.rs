@@ -39,6 +39,45 @@ pub struct StartExecution {
     pub max_concurrent: Option<i64>,
 }
 
+impl StartExecution {
+    /// Checks every string of the request against `[limits]`: `value` for parameter values,
+    /// `field` for the others, `parameters` for their count; the refusal names the field.
+    pub fn check(&self, limits: &switchyard_settings::Limits) -> Result<(), String> {
+        use switchyard_settings::Limits;
+        let field = |name: &str, text: &str| {
+            if text.len() > limits.field {
+                Err(Limits::refusal(name, text.len(), "field", limits.field, "bytes"))
+            } else {
+                Ok(())
+            }
+        };
+        field("request_id", self.request_id.as_deref().unwrap_or(""))?;
+        field("package", &self.package)?;
+        field("caller (requested_by)", &self.caller)?;
+        for (path, _) in &self.files {
+            field("files.path", path)?;
+        }
+        if self.parameters.len() > limits.parameters {
+            return Err(Limits::refusal(
+                "parameters",
+                self.parameters.len(),
+                "parameters",
+                limits.parameters,
+                "parameters",
+            ));
+        }
+        for parameter in &self.parameters {
+            let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            field("a parameter name", name)?;
+            if value.len() > limits.value {
+                let what = format!("parameter value of `{}`", name.chars().take(64).collect::<String>());
+                return Err(Limits::refusal(&what, value.len(), "value", limits.value, "bytes"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A running execution's live handles.
 struct Live {
     cancel: CancellationToken,
@@ -62,6 +101,8 @@ pub struct Executions {
 }
 
 struct Inner {
+    /// Bounds on requests and packages (`[limits]`).
+    limits: switchyard_settings::Limits,
     store: Store,
     registry: Registry,
     data_dir: PathBuf,
@@ -75,7 +116,7 @@ struct Inner {
 
 impl Executions {
     /// Executions stored in `store`, placing agent jobs through `registry`.
-    pub fn new(store: Store, registry: Registry, data_dir: PathBuf) -> Self {
+    pub fn new(store: Store, registry: Registry, data_dir: PathBuf, limits: switchyard_settings::Limits) -> Self {
         let registry_outcomes = registry.outcomes();
         let registry_stops = registry.stopped();
         let (child_writes, queued) = mpsc::unbounded_channel();
@@ -88,6 +129,7 @@ impl Executions {
                 store,
                 registry,
                 data_dir,
+                limits,
                 live: Mutex::new(HashMap::new()),
                 requests: tokio::sync::Mutex::new(()),
                 children: Mutex::new(HashMap::new()),

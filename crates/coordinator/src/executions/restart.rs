@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use switchyard_package::engine::{ChildStatus, Event, EventKind, ExecutionStatus, Resume, RunOptions};
-use switchyard_package::load_package;
+use switchyard_package::load::load_package_with;
 use switchyard_package::model::OnParentEnd;
 
 use super::Executions;
@@ -34,9 +34,9 @@ impl Executions {
                 .into_iter()
                 .map(|stored| stored.event)
                 .collect();
-            let file =
-                self.inner.data_dir.join("executions").join(&execution.execution_id).join(&execution.package_file);
-            match load_package(&file) {
+            let dir = self.inner.data_dir.join("executions").join(&execution.execution_id);
+            let file = dir.join(&execution.package_file);
+            match load_package_with(&file, &self.load_options(&dir)) {
                 Ok(loaded) => {
                     let prior = PriorAttempts::new(self.inner.store.children(&execution.execution_id).await?);
                     let resume = Resume::from_events(&events);
@@ -48,6 +48,8 @@ impl Executions {
                         execution_id: execution.execution_id.clone(),
                         parameters: execution.parameters.clone(),
                         resume: Some(Arc::new(resume)),
+                        limits: self.limits().clone(),
+                        package_root: Some(dir.clone()),
                         ..RunOptions::default()
                     };
                     self.launch(execution, loaded.package, options, Some(prior));

@@ -9,8 +9,9 @@ use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use switchyard_package::LoadError;
 use switchyard_package::engine::{Event, ExecutionStatus, RunOptions, bind_parameters, run_package};
-use switchyard_package::{LoadError, load_package};
+use switchyard_package::load::{LoadOptions, load_package_with};
 
 use super::{Executions, Live, StartExecution};
 use crate::error::Error;
@@ -27,16 +28,21 @@ impl Executions {
         {
             return Ok((existing.execution_id, true));
         }
+        request.check(&self.inner.limits).map_err(Error::InvalidArgument)?;
         let execution_id = uuid::Uuid::new_v4().to_string();
         let dir = self.inner.data_dir.join("executions").join(&execution_id);
-        let package_path = write_files(&dir, &request.package, &request.files)?;
-        let package = match load_package(&package_path) {
-            Ok(loaded) => loaded.package,
-            Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
-            Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
+        // A rejected request leaves none of its files behind.
+        let (package, parameters) = match self.prepare(&dir, &request) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                if let Err(removed) = std::fs::remove_dir_all(&dir)
+                    && removed.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(dir = %dir.display(), error = %removed, "could not remove a rejected execution's files");
+                }
+                return Err(e);
+            }
         };
-        let parameters = bind_parameters(&package, &request.parameters)
-            .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
         let mut all_parameters = package.parameters.clone();
         for (k, v) in &parameters {
             all_parameters.insert(k.clone(), v.clone());
@@ -59,10 +65,40 @@ impl Executions {
             execution_id: execution_id.clone(),
             parameters,
             max_concurrent: request.max_concurrent,
+            limits: self.inner.limits.clone(),
+            package_root: Some(dir),
             ..RunOptions::default()
         };
         self.launch(record, package, options, None);
         Ok((execution_id, false))
+    }
+
+    /// Writes a request's files under `dir`, loads its package confined to `dir`, and binds
+    /// its parameters.
+    fn prepare(
+        &self,
+        dir: &Path,
+        request: &StartExecution,
+    ) -> Result<(Arc<switchyard_package::Package>, switchyard_package::expr::Map), Error> {
+        let package_path = write_files(dir, &request.package, &request.files)?;
+        let package = match load_package_with(&package_path, &self.load_options(dir)) {
+            Ok(loaded) => loaded.package,
+            Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
+            Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
+        };
+        let parameters = bind_parameters(&package, &request.parameters)
+            .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
+        Ok((package, parameters))
+    }
+
+    /// How an execution's packages load: `[limits]`, confined to the execution's folder.
+    pub(super) fn load_options(&self, dir: &Path) -> LoadOptions {
+        LoadOptions { limits: self.inner.limits.clone(), root: Some(dir.to_path_buf()) }
+    }
+
+    /// The bounds of `[limits]`.
+    pub(super) fn limits(&self) -> &switchyard_settings::Limits {
+        &self.inner.limits
     }
 
     /// Runs a recorded execution on its own task, live (cancel, event feed) until it ends;

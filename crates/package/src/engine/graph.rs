@@ -60,7 +60,7 @@ pub(crate) fn run_graph<'a>(
         }
         loop {
             while let Some(ended) = run.worklist.pop() {
-                run.propagate(ended, &mut running);
+                run.propagate(ended, &mut running).await;
             }
             match running.next().await {
                 Some((i, outcome)) => run.finish(i, outcome),
@@ -153,7 +153,7 @@ impl<'a> GraphRun<'a> {
     }
 
     /// Tells the tasks constrained by `ended` how it ended, starting or skipping them.
-    fn propagate(&mut self, ended: usize, running: &mut FuturesUnordered<TaskFuture<'a>>) {
+    async fn propagate(&mut self, ended: usize, running: &mut FuturesUnordered<TaskFuture<'a>>) {
         let result = self.results[ended].unwrap_or(TaskResult::NotRun);
         let dependents = std::mem::take(&mut self.dependents[ended]);
         for &(j, c) in &dependents {
@@ -161,9 +161,15 @@ impl<'a> GraphRun<'a> {
                 continue;
             }
             let constraint = &self.tasks[j].after[c];
-            let frame = &self.frame;
-            let params = &self.shared.params;
-            let state = precedence::evaluate(constraint, result, &|| frame.value(params));
+            // A `when` runs on a blocking thread within the run's budgets, never here.
+            let computed = match &constraint.when {
+                Some(when) if precedence::wants_expression(constraint, result) => {
+                    let value = self.frame.value(&self.shared.params);
+                    Some(super::budget::evaluate_bool(self.shared, when, value).await)
+                }
+                _ => None,
+            };
+            let state = precedence::evaluate_with(constraint, result, || computed.unwrap_or(Ok(true)));
             match self.gates[j].record(state) {
                 Decision::Wait => {}
                 Decision::Run => self.launch(j, running),

@@ -17,7 +17,7 @@ use super::{
     AgentJobRequest, ChildRecord, ChildStatus, ExecutionStatus, RunOptions, RunShared, TaskRecord, run_with_log,
 };
 use crate::expr::Map;
-use crate::load::{LoadError, load_package};
+use crate::load::{LoadError, LoadOptions, confine, load_package_with};
 use crate::model::{PackageTask, ParamValue, ProcessTask, Task, TaskKind, TaskResult};
 use crate::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
 use crate::template::Template;
@@ -279,12 +279,15 @@ async fn run_child_package(
     };
     let child = match &task.child {
         Some(child) => child.clone(),
-        None => match load_package(&resolve(&shared.package.dir, &file)) {
+        None => match confine(shared.package_root.as_deref(), &shared.package.dir, &file).and_then(|at| {
+            let options = LoadOptions { limits: shared.limits.clone(), root: shared.package_root.clone() };
+            load_package_with(&at, &options).map_err(|e| match e {
+                LoadError::Invalid(diagnostics) => format!("child package {file} is invalid:\n{diagnostics}"),
+                other => other.to_string(),
+            })
+        }) {
             Ok(loaded) => loaded.package,
-            Err(LoadError::Invalid(diagnostics)) => {
-                return KindOutcome::failure(format!("child package {file} is invalid:\n{diagnostics}"));
-            }
-            Err(e) => return KindOutcome::failure(e.to_string()),
+            Err(message) => return KindOutcome::failure(message),
         },
     };
     let mut parameters = Map::new();
@@ -310,6 +313,8 @@ async fn run_child_package(
         kill_grace: shared.kill_grace,
         process_observer: shared.process_observer.clone(),
         resume: None,
+        limits: shared.limits.clone(),
+        package_root: shared.package_root.clone(),
     };
     let prefix = format!("{}{path}/", shared.event_prefix);
     let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix)).await;

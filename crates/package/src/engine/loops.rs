@@ -83,10 +83,8 @@ pub(crate) async fn run_for(
             break;
         }
         let current = frame.with_vars(vars.clone());
-        let holds = {
-            let value = current.value(&shared.params);
-            for_loop.condition.evaluate_bool(&value.scope())
-        };
+        let value = current.value(&shared.params);
+        let holds = super::budget::evaluate_bool(shared, &for_loop.condition, value).await;
         match holds {
             Ok(true) => {}
             Ok(false) => break,

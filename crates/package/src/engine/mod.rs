@@ -1,6 +1,7 @@
 //! The engine: runs a package's control flow with SSIS semantics (precedence constraints,
 //! error counting, concurrency limits, timeouts, cancellation) and records what happened.
 
+mod budget;
 mod events;
 mod graph;
 mod kinds;
@@ -13,12 +14,14 @@ mod scope;
 mod task;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use switchyard_settings::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +60,12 @@ pub struct RunOptions {
     /// What an earlier run of this execution had finished: its ended tasks are replayed and its
     /// events continue after the earlier ones (a coordinator resuming after a restart).
     pub resume: Option<Arc<Resume>>,
+    /// Bounds of `[limits]`: child packages loaded at run time, and the work and wall-clock
+    /// budget of each expression evaluation.
+    pub limits: Limits,
+    /// Set by servers (the coordinator: the execution's folder; an agent: packages_dir): child
+    /// packages must resolve inside it (see [`crate::load::LoadOptions::root`]).
+    pub package_root: Option<PathBuf>,
 }
 
 /// What a [`ProcessObserver`] is told.
@@ -84,6 +93,8 @@ impl Default for RunOptions {
             kill_grace: Duration::from_secs(5),
             process_observer: None,
             resume: None,
+            limits: Limits::default(),
+            package_root: None,
         }
     }
 }
@@ -153,6 +164,8 @@ pub(crate) struct RunShared {
     /// Ended tasks of an earlier run, replayed (the top package only: a child package that had
     /// not ended runs again whole).
     pub resume: Option<Arc<Resume>>,
+    pub limits: Limits,
+    pub package_root: Option<PathBuf>,
 }
 
 /// Runs a package to its end and returns what happened. Never panics on task failures: every
@@ -190,6 +203,8 @@ pub(crate) async fn run_with_log(
         event_prefix,
         process_observer: options.process_observer.clone(),
         resume: options.resume.clone(),
+        limits: options.limits.clone(),
+        package_root: options.package_root.clone(),
     });
     let started_at = Utc::now();
     let clock = Instant::now();

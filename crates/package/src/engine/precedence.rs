@@ -18,24 +18,46 @@ pub(crate) enum ConstraintState {
 /// Evaluates a constraint on a task that ended with `result`. A task that never ran (or was
 /// canceled) satisfies no constraint, whatever its expression says. The expression is only
 /// evaluated when it can change the outcome.
+#[cfg(test)]
 pub(crate) fn evaluate(constraint: &Constraint, result: TaskResult, scope: &dyn Fn() -> ScopeValue) -> ConstraintState {
-    if matches!(result, TaskResult::NotRun | TaskResult::Canceled) {
-        return ConstraintState::Fails;
+    evaluate_with(constraint, result, || match &constraint.when {
+        Some(e) => e.evaluate_bool(&scope().scope()).map_err(|err| err.to_string()),
+        None => Ok(true),
+    })
+}
+
+/// Whether deciding `constraint` on a task that ended with `result` evaluates its `when`.
+pub(crate) fn wants_expression(constraint: &Constraint, result: TaskResult) -> bool {
+    if constraint.when.is_none() || matches!(result, TaskResult::NotRun | TaskResult::Canceled) {
+        return false;
     }
-    let value_holds = match constraint.on {
+    match constraint.eval {
+        EvalOp::Constraint => false,
+        EvalOp::Expression => true,
+        EvalOp::And => value_holds(constraint, result),
+        EvalOp::Or => !value_holds(constraint, result),
+    }
+}
+
+fn value_holds(constraint: &Constraint, result: TaskResult) -> bool {
+    match constraint.on {
         ConstraintValue::Success => result == TaskResult::Success,
         ConstraintValue::Failure => result == TaskResult::Failure,
         ConstraintValue::Completion => true,
-    };
-    let expression = || -> Result<bool, String> {
-        match &constraint.when {
-            Some(e) => {
-                let data = scope();
-                e.evaluate_bool(&data.scope()).map_err(|err| err.to_string())
-            }
-            None => Ok(true),
-        }
-    };
+    }
+}
+
+/// [`evaluate`] with the expression's value given by `expression` (called at most once, only
+/// when [`wants_expression`] says so).
+pub(crate) fn evaluate_with(
+    constraint: &Constraint,
+    result: TaskResult,
+    expression: impl FnOnce() -> Result<bool, String>,
+) -> ConstraintState {
+    if matches!(result, TaskResult::NotRun | TaskResult::Canceled) {
+        return ConstraintState::Fails;
+    }
+    let value_holds = value_holds(constraint, result);
     let holds = match constraint.eval {
         EvalOp::Constraint => Ok(value_holds),
         EvalOp::Expression => expression(),

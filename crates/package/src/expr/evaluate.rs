@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value as Json;
 
 use super::bindings::{Scope, cel_to_json, map_to_cel, tasks_to_cel};
+use super::budget::{self, DEFAULT_STEPS};
 use super::expression::Expression;
 
 /// An expression that compiled but failed to evaluate.
@@ -19,15 +20,27 @@ pub struct EvalError {
 }
 
 impl Expression {
-    /// Evaluates the expression against `scope`.
+    /// Evaluates the expression against `scope` within the [`DEFAULT_STEPS`] budget.
     pub fn evaluate(&self, scope: &Scope) -> Result<Json, EvalError> {
-        let value = self.execute(scope)?;
+        self.evaluate_within(scope, DEFAULT_STEPS)
+    }
+
+    /// Evaluates the expression against `scope`, requiring a bool result, within the
+    /// [`DEFAULT_STEPS`] budget.
+    pub fn evaluate_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
+        self.evaluate_bool_within(scope, DEFAULT_STEPS)
+    }
+
+    /// Evaluates the expression against `scope`; refused without running when its bound on
+    /// the steps it can take (see [`super::budget`]) is over `budget`.
+    pub fn evaluate_within(&self, scope: &Scope, budget: u64) -> Result<Json, EvalError> {
+        let value = self.execute(scope, budget)?;
         cel_to_json(&value).map_err(|reason| self.error(reason))
     }
 
-    /// Evaluates the expression against `scope`, requiring a bool result.
-    pub fn evaluate_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
-        match self.execute(scope)? {
+    /// [`Expression::evaluate_within`] requiring a bool result.
+    pub fn evaluate_bool_within(&self, scope: &Scope, budget: u64) -> Result<bool, EvalError> {
+        match self.execute(scope, budget)? {
             cel::Value::Bool(b) => Ok(b),
             other => {
                 let shown = cel_to_json(&other).map(|j| j.to_string()).unwrap_or_else(|_| format!("{other:?}"));
@@ -36,7 +49,18 @@ impl Expression {
         }
     }
 
-    fn execute(&self, scope: &Scope) -> Result<cel::Value, EvalError> {
+    /// The bound on the steps the expression takes with the lists written in it alone (the
+    /// inputs taken as empty): what can be checked when the package loads.
+    pub fn static_steps(&self) -> u64 {
+        budget::steps(self.program.expression(), 0)
+    }
+
+    fn execute(&self, scope: &Scope, budget: u64) -> Result<cel::Value, EvalError> {
+        let input_len = budget::input_len(scope, self.uses.params, self.uses.vars, self.uses.tasks);
+        let steps = budget::steps(self.program.expression(), input_len);
+        if steps > budget {
+            return Err(self.error(over_budget(steps, budget)));
+        }
         let mut ctx = cel::Context::with_env(stdlib());
         if self.uses.params {
             ctx.add_variable_from_value("params", map_to_cel(scope.params));
@@ -57,6 +81,14 @@ impl Expression {
     fn error(&self, reason: String) -> EvalError {
         EvalError { expression: self.source.to_string(), reason }
     }
+}
+
+/// The reason an expression over its work budget is refused, naming the budget.
+pub(crate) fn over_budget(steps: u64, budget: u64) -> String {
+    format!(
+        "it may take up to {steps} evaluation steps with the lists it reads, over the budget expression_steps = \
+         {budget} ([limits]); iterate over shorter lists or nest fewer comprehensions"
+    )
 }
 
 /// The standard CEL environment, built once: building it registers every standard function.

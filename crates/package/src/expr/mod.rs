@@ -23,12 +23,16 @@
 //! - sources longer than [`MAX_SOURCE_LEN`] and expressions nested deeper than [`MAX_DEPTH`]
 //!   are rejected, because `cel`'s interpreter recurses on the caller's stack once per level.
 //!
+//! - an evaluation is bounded in work: [`budget`] bounds the steps it can take from its tree
+//!   and the lengths of the lists it reads, and one over the budget is refused before it runs.
+//!
 //! One file per concept: `syntax` (errors, positions, string literals), `expression`
 //! (compiling and the limits), `bindings` (the scope and the JSON/CEL conversions), `evaluate`,
 //! and `assign` (the `name = expr` assignments of loops).
 
 mod assign;
 mod bindings;
+pub mod budget;
 mod evaluate;
 mod expression;
 mod syntax;
@@ -37,7 +41,9 @@ mod tests;
 
 pub use assign::{Assignment, is_assignment, parse_assignments};
 pub use bindings::{Map, Scope, TaskFacts, cel_to_json, json_to_cel};
+pub use budget::DEFAULT_STEPS;
 pub use evaluate::EvalError;
+pub(crate) use evaluate::over_budget;
 pub use expression::{COMPILER_STACK, Expression, MAX_DEPTH, MAX_SOURCE_LEN};
 pub use syntax::SyntaxError;
 pub(crate) use syntax::string_literal_end;

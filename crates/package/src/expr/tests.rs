@@ -301,3 +301,20 @@ fn string_literals_are_skipped() {
     assert_eq!(end("\"a\nb\""), None);
     assert_eq!(end("'open"), None);
 }
+
+#[test]
+fn a_nested_comprehension_over_a_long_parameter_list_is_refused_naming_the_budget() {
+    let e =
+        Expression::compile("params.xs.all(a, params.xs.all(b, params.xs.all(c, a + b + c >= 0)))").expect("compiles");
+    let mut params = Map::new();
+    params.insert("xs".into(), serde_json::json!((0..500).collect::<Vec<i64>>()));
+    let vars = Map::new();
+    let tasks = indexmap::IndexMap::new();
+    let scope = Scope { params: &params, vars: &vars, tasks: &tasks };
+    let error = e.evaluate_bool(&scope).expect_err("over the budget").to_string();
+    assert!(error.contains("over the budget expression_steps = 1000000"), "{error}");
+    // The same expression over a short list runs.
+    params.insert("xs".into(), serde_json::json!([1, 2, 3]));
+    let scope = Scope { params: &params, vars: &vars, tasks: &tasks };
+    assert!(e.evaluate_bool(&scope).expect("runs"));
+}

@@ -16,6 +16,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics, Severity, SourceMap};
 use crate::expr::Map;
 use crate::model::Package;
 use reader::{Fields, Reader};
+use switchyard_settings::Limits;
 
 /// A package that loaded without errors, with the warnings found on the way.
 #[derive(Debug, Clone)]
@@ -41,15 +42,49 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than `[limits] package_file`.
+    #[error("package file {} is {size} bytes, over the limit package_file = {limit} bytes ([limits] in the config)", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
     /// The file (or a child it references) has errors; warnings come along.
     #[error("{0}")]
     Invalid(Diagnostics),
 }
 
-/// Loads and validates a package file and every child package it references by a literal path.
+/// How packages are loaded: the bounds of `[limits]`, and where child packages may be.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Bounds on the file, its tasks, names, parameters and expressions.
+    pub limits: Limits,
+    /// When set (on servers), child packages resolve inside this folder only: absolute paths
+    /// and `..` are refused, so no file elsewhere on the host is opened (DESIGN.md §11). A local
+    /// `switchyard run` leaves it unset and reads what its user can.
+    pub root: Option<PathBuf>,
+}
+
+/// Loads and validates a package file and every child package it references by a literal path,
+/// with the default limits and no confinement.
 pub fn load_package(path: &Path) -> Result<Loaded, LoadError> {
+    load_package_with(path, &LoadOptions::default())
+}
+
+/// [`load_package`] with `options`.
+pub fn load_package_with(path: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
+    let limit = options.limits.package_file;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > limit as u64 => {
+            return Err(LoadError::TooLarge { path: path.to_path_buf(), size: meta.len(), limit });
+        }
+        _ => {}
+    }
     match std::fs::read_to_string(path) {
-        Ok(text) => load_package_text(path, &text),
+        Ok(text) => load_package_text_with(path, &text, options),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound(path.to_path_buf())),
         Err(source) => Err(LoadError::Unreadable { path: path.to_path_buf(), source }),
     }
@@ -57,7 +92,16 @@ pub fn load_package(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Loads a package from text already read; `path` names it in messages and anchors relative paths.
 pub fn load_package_text(path: &Path, text: &str) -> Result<Loaded, LoadError> {
-    let mut loader = Loader::default();
+    load_package_text_with(path, text, &LoadOptions::default())
+}
+
+/// [`load_package_text`] with `options`.
+pub fn load_package_text_with(path: &Path, text: &str, options: &LoadOptions) -> Result<Loaded, LoadError> {
+    let limit = options.limits.package_file;
+    if text.len() > limit {
+        return Err(LoadError::TooLarge { path: path.to_path_buf(), size: text.len() as u64, limit });
+    }
+    let mut loader = Loader { options: options.clone(), ..Loader::default() };
     let package = loader.load_text(path, text);
     let mut diagnostics = Diagnostics(loader.diagnostics);
     diagnostics.sort();
@@ -70,6 +114,7 @@ pub fn load_package_text(path: &Path, text: &str) -> Result<Loaded, LoadError> {
 /// Loads a file and the child packages it references, remembering what it has loaded.
 #[derive(Default)]
 pub(crate) struct Loader {
+    options: LoadOptions,
     diagnostics: Vec<Diagnostic>,
     /// Canonical paths of packages being loaded, outermost first: a repeat is a cycle.
     stack: Vec<PathBuf>,
@@ -78,7 +123,8 @@ pub(crate) struct Loader {
 
 impl Loader {
     /// Loads a child package referenced from a parent; None when it has errors (reported).
-    pub(crate) fn load_child(&mut self, path: &Path) -> Result<Option<Arc<Package>>, String> {
+    pub(crate) fn load_child(&mut self, dir: &Path, relative: &str) -> Result<Option<Arc<Package>>, String> {
+        let path = &confine(self.options.root.as_deref(), dir, relative)?;
         let canonical = match path.canonicalize() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -97,6 +143,21 @@ impl Loader {
         if let Some(done) = self.loaded.get(&canonical) {
             return Ok(done.clone());
         }
+        if let Some(root) = &self.options.root
+            && !root.canonicalize().is_ok_and(|root| canonical.starts_with(root))
+        {
+            return Err(format!("child package path \"{relative}\" leads outside the execution's package files"));
+        }
+        let limit = self.options.limits.package_file;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > limit as u64
+        {
+            return Err(format!(
+                "child package file {} is {} bytes, over the limit package_file = {limit} bytes",
+                path.display(),
+                meta.len()
+            ));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read child package file {}: {e}", path.display()))?;
         let package = self.load_text(path, &text);
@@ -110,7 +171,8 @@ impl Loader {
         self.stack.push(canonical);
         let (root, parse_errors) = DeTable::parse_recoverable(text);
         let package = if parse_errors.is_empty() {
-            let mut reader = Reader::new(&map);
+            let limits = self.options.limits.clone();
+            let mut reader = Reader::new(&map, &limits);
             let package = read_document(&mut reader, self, root.get_ref(), root.span(), path);
             let has_errors = reader.diagnostics.iter().any(|d| d.severity == Severity::Error);
             self.diagnostics.append(&mut reader.diagnostics);
@@ -159,6 +221,11 @@ fn read_document(
     if let Some(params) = top.take("parameters")
         && let Some(table) = reader.table(params, "parameters")
     {
+        if table.len() > reader.limits.parameters {
+            let message =
+                Limits::refusal("[parameters]", table.len(), "parameters", reader.limits.parameters, "parameters");
+            reader.error(&params.span(), "parameters", message);
+        }
         for (key, value) in table.iter() {
             let name = key.get_ref().to_string();
             let field = format!("parameters.{name}");
@@ -176,6 +243,11 @@ fn read_document(
         package.tasks = tasks::read_tasks(reader, loader, &context, list, "tasks");
     }
     top.finish(reader, "at the top of a package (expected package, parameters, tasks)");
+    let count = count_tasks(&package.tasks);
+    if count > reader.limits.package_tasks {
+        let message = Limits::refusal("the file", count, "package_tasks", reader.limits.package_tasks, "tasks");
+        reader.error(&span, "tasks", message);
+    }
     warnings::warn(reader, &package);
     Some(package)
 }
@@ -183,6 +255,9 @@ fn read_document(
 fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mut Package) {
     if let Some(v) = fields.require(reader, "name", "the package's name") {
         package.name = reader.non_empty_string(v, "package.name").unwrap_or_default();
+        if let Err(message) = reader.limits.check_name(&package.name, "package name") {
+            reader.error(&v.span(), "package.name", message);
+        }
     }
     if let Some(v) = fields.take("description") {
         package.description = reader.string(v, "package.description");
@@ -209,9 +284,37 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
     fields.finish(reader, "in [package] (expected name, description, max_concurrent, max_errors)");
 }
 
+/// The tasks of a file, containers' tasks included.
+fn count_tasks(tasks: &[crate::model::Task]) -> usize {
+    tasks.iter().map(|t| 1 + t.kind.children().map_or(0, count_tasks)).sum()
+}
+
+/// Where a child package named `relative` by a package in `dir` is. With a `root` (servers),
+/// absolute paths and `..` are refused, so the child is a file of the root's own.
+pub fn confine(root: Option<&Path>, dir: &Path, relative: &str) -> Result<PathBuf, String> {
+    let path = Path::new(relative);
+    let Some(_) = root else {
+        return Ok(if path.is_absolute() { path.to_path_buf() } else { dir.join(path) });
+    };
+    if path.is_absolute() || relative.contains('\0') {
+        return Err(format!(
+            "child package path \"{relative}\" is refused: on a server a child package is named relative to its parent, inside the execution's package files"
+        ));
+    }
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!(
+            "child package path \"{relative}\" is refused: `..` is not allowed on a server (child packages stay inside the execution's package files)"
+        ));
+    }
+    Ok(dir.join(path))
+}
+
 /// True for names usable as `params.<name>` or `vars.<name>` in expressions.
 pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod limits_tests;

@@ -10,6 +10,7 @@ use crate::diagnostics::{Diagnostic, Severity, SourceMap};
 use crate::expr::{Assignment, Expression, parse_assignments};
 use crate::model::ParamValue;
 use crate::template::Template;
+use switchyard_settings::Limits;
 
 /// A TOML value with its byte span.
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -17,14 +18,16 @@ pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 /// Collects the diagnostics of one file while its tree is read.
 pub(crate) struct Reader<'m> {
     pub map: &'m SourceMap,
+    /// The bounds of `[limits]` checked while reading (names, expressions, parameters).
+    pub limits: &'m Limits,
     pub diagnostics: Vec<Diagnostic>,
     /// Where each constraint was written, by field path, for warnings found after loading.
     pub constraint_spans: std::collections::HashMap<String, Range<usize>>,
 }
 
 impl<'m> Reader<'m> {
-    pub fn new(map: &'m SourceMap) -> Self {
-        Self { map, diagnostics: Vec::new(), constraint_spans: Default::default() }
+    pub fn new(map: &'m SourceMap, limits: &'m Limits) -> Self {
+        Self { map, limits, diagnostics: Vec::new(), constraint_spans: Default::default() }
     }
 
     pub fn error(&mut self, span: &Range<usize>, path: &str, message: impl Into<String>) {
@@ -116,7 +119,7 @@ impl<'m> Reader<'m> {
     pub fn template(&mut self, value: &Value<'_>, path: &str) -> Option<Template> {
         let text = self.string(value, path)?;
         match Template::parse(&text) {
-            Ok(t) => Some(t),
+            Ok(t) => self.within_limits(value, path, t.expressions()).then_some(t),
             Err(e) => {
                 let at = string_offset(self.map.text(), &value.span(), e.offset);
                 self.error(&(at..at), path, format!("bad template: {}", e.message));
@@ -129,19 +132,48 @@ impl<'m> Reader<'m> {
     pub fn expression(&mut self, value: &Value<'_>, path: &str) -> Option<Expression> {
         let text = self.string(value, path)?;
         match Expression::compile(&text) {
-            Ok(e) => Some(e),
+            Ok(e) => self.within_limits(value, path, std::iter::once(&e)).then_some(e),
             Err(e) => {
-                self.error(&value.span(), path, format!("bad expression `{text}`: {e}"));
+                self.error(&value.span(), path, format!("bad expression `{}`: {e}", shorten(&text)));
                 None
             }
         }
+    }
+
+    /// Checks expressions against `[limits]`: their length (`expression`) and, with the lists
+    /// written in them, their work (`expression_steps`); false after reporting one that is over.
+    fn within_limits<'e>(
+        &mut self,
+        value: &Value<'_>,
+        path: &str,
+        expressions: impl Iterator<Item = &'e Expression>,
+    ) -> bool {
+        for e in expressions {
+            let len = e.source().len();
+            if len > self.limits.expression {
+                let message = Limits::refusal("the expression", len, "expression", self.limits.expression, "bytes");
+                self.error(&value.span(), path, message);
+                return false;
+            }
+            let steps = e.static_steps();
+            if steps > self.limits.expression_steps {
+                let message = format!(
+                    "expression `{}` cannot be evaluated: {}",
+                    shorten(e.source()),
+                    crate::expr::over_budget(steps, self.limits.expression_steps)
+                );
+                self.error(&value.span(), path, message);
+                return false;
+            }
+        }
+        true
     }
 
     /// SSIS-style assignments `i = 0; j = 1`.
     pub fn assignments(&mut self, value: &Value<'_>, path: &str) -> Option<Vec<Assignment>> {
         let text = self.string(value, path)?;
         match parse_assignments(&text) {
-            Ok(a) => Some(a),
+            Ok(a) => self.within_limits(value, path, a.iter().map(|a| &a.value)).then_some(a),
             Err(e) => {
                 self.error(&value.span(), path, format!("bad assignment `{text}`: {e}"));
                 None
@@ -273,6 +305,14 @@ impl<'t, 'i> Fields<'t, 'i> {
 /// The byte offset in the file of byte `offset` of a string value's content: past the opening
 /// quote (or triple quote, and the newline a triple quote may be followed by, which is not part
 /// of the string). Exact for strings without escapes, close otherwise.
+/// `text` cut to 200 characters for a message.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 fn string_offset(text: &str, span: &Range<usize>, offset: usize) -> usize {
     let raw = text.get(span.start..span.end).unwrap_or_default();
     let open = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {

@@ -13,6 +13,7 @@ use crate::model::{
     AgentJobTask, AgentTarget, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd, PackageTask,
     ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
 };
+use switchyard_settings::Limits;
 
 /// What reading tasks needs to know about the package they belong to.
 pub(crate) struct Context<'a> {
@@ -69,6 +70,10 @@ fn read_task(
             &format!("{path}.name"),
             format!("task name \"{n}\" must not contain `/` (it separates containers in task paths)"),
         );
+    } else if let (Some(n), Some(v)) = (&name, name_value)
+        && let Err(message) = reader.limits.check_name(n, "task name")
+    {
+        reader.error(&v.span(), &format!("{path}.name"), message);
     }
     let kind_value = f.require(reader, "kind", KINDS);
     let kind_name = kind_value.and_then(|v| reader.string(v, &format!("{path}.kind")));
@@ -263,6 +268,14 @@ fn read_params(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> (IndexMap<Str
     if let Some(v) = f.take("params") {
         let path = f.path_of("params");
         if let Some(table) = reader.table(v, &path) {
+            if table.len() > reader.limits.parameters {
+                let limit = reader.limits.parameters;
+                reader.error(
+                    &v.span(),
+                    &path,
+                    Limits::refusal("params", table.len(), "parameters", limit, "parameters"),
+                );
+            }
             for (key, value) in table.iter() {
                 let name = key.get_ref().to_string();
                 if let Some(p) = reader.param_value(value, &format!("{path}.{name}")) {
@@ -288,7 +301,7 @@ fn read_package_task(
     let path = path?;
     let mut child = None;
     if let (Some(relative), Some(v)) = (path.literal(), path_value) {
-        match loader.load_child(&context.dir.join(relative)) {
+        match loader.load_child(context.dir, relative) {
             Ok(Some(package)) => {
                 for (name, span) in &spans {
                     if !package.parameters.contains_key(name) {
@@ -339,9 +352,13 @@ fn read_agent_job(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> Option<Age
             None
         }
     };
-    let job = f
-        .require(reader, "job", "the job's name on the agent")
-        .and_then(|v| reader.non_empty_string(v, &f.path_of("job")));
+    let job_value = f.require(reader, "job", "the job's name on the agent");
+    let job = job_value.and_then(|v| reader.non_empty_string(v, &f.path_of("job")));
+    if let (Some(name), Some(v)) = (&job, job_value)
+        && let Err(message) = reader.limits.check_name(name, "job name")
+    {
+        reader.error(&v.span(), &f.path_of("job"), message);
+    }
     let (params, _) = read_params(reader, f);
     let wait = f.take("wait").and_then(|v| reader.boolean(v, &f.path_of("wait"))).unwrap_or(false);
     let retries =
@@ -387,6 +404,14 @@ fn read_agent_job(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> Option<Age
 
 fn read_body(reader: &mut Reader<'_>, loader: &mut Loader, context: &Context<'_>, f: &mut Fields<'_, '_>) -> Container {
     let path = f.path_of("tasks");
+    let depth = path.split('.').filter(|part| part.starts_with("tasks")).count() - 1;
+    if depth > reader.limits.nesting
+        && let Some(v) = f.take("tasks")
+    {
+        let message = Limits::refusal("container nesting", depth, "nesting", reader.limits.nesting, "levels");
+        reader.error(&v.span(), &path, message);
+        return Container::default();
+    }
     let tasks = match f.take("tasks") {
         Some(v) => read_tasks(reader, loader, context, v, &path),
         None => Vec::new(),
