@@ -3,6 +3,7 @@
 mod agent;
 mod agent_admin;
 mod agent_concurrency;
+mod agent_config_refusal;
 mod agent_durability;
 mod agent_history;
 mod coordinator;

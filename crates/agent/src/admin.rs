@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use switchyard_package::{LoadError, load_package};
+use switchyard_package::LoadError;
 use switchyard_proto as pb;
 
 use crate::error::Error;
-use crate::jobs::{StepWork, parse_job, safe_relative_path};
+use crate::jobs::{package_errors, parse_job, safe_relative_path};
 use crate::model::RunStatus;
 use crate::package_cache::{package_file, pushed_packages_dir};
 use crate::runtime::{AgentRuntime, JobSource};
@@ -70,24 +70,10 @@ pub async fn upsert_job(runtime: &AgentRuntime, text: &str) -> Result<(String, S
     let definition = parse_job(text, "definition").map_err(|errors| {
         Error::InvalidArgument(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
     })?;
-    for (i, step) in definition.steps.iter().enumerate() {
-        if let StepWork::Package { path, .. } = &step.work {
-            let file = package_file(&runtime.config, path);
-            match load_package(&file) {
-                Ok(_) => {}
-                Err(LoadError::NotFound(_)) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "steps[{i}].package: package \"{path}\" is not on agent \"{}\"; push it first (PutPackage, or `switchyard deploy`)",
-                        runtime.name()
-                    )));
-                }
-                Err(e) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "steps[{i}].package: package \"{path}\" is invalid: {e}"
-                    )));
-                }
-            }
-        }
+    // The whole definition, packages included, is checked before anything is replaced.
+    let problems = package_errors(&definition, "definition", &|path| package_file(&runtime.config, path));
+    if !problems.is_empty() {
+        return Err(Error::InvalidArgument(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")));
     }
     runtime
         .store

@@ -66,6 +66,8 @@ async fn main() -> anyhow::Result<()> {
     if config.insecure && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "listening on a non-loopback address without TLS (insecure = true)");
     }
+    // Refused before binding: nothing may think this agent serves while its jobs are invalid.
+    switchyard_agent::jobs::check_job_files(&config).context("checking the agent's job files")?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     eprintln!("switchyard-agent \"{}\" listening on {bound}", config.name);

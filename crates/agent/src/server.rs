@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use switchyard_proto as pb;
 
 use crate::config::AgentConfig;
-use crate::jobs::{load_jobs_dir, parse_job};
+use crate::jobs::{JobFilesRefused, check_job_files, parse_job};
 use crate::recovery::close_interrupted_runs;
 use crate::runtime::{AgentRuntime, JobSource};
 use crate::service::AgentService;
@@ -33,6 +33,9 @@ pub enum ServeError {
     /// Another agent process holds the data dir.
     #[error("{0}")]
     DataDirInUse(String),
+    /// A job file of jobs_dir (or a package one of its steps runs) is invalid.
+    #[error(transparent)]
+    JobFiles(#[from] JobFilesRefused),
 }
 
 /// Holds an exclusive lock on the data dir for as long as the agent runs: two agents writing
@@ -117,6 +120,8 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
 
 /// Opens the store, closes interrupted runs, and loads jobs from jobs_dir and the store.
 pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError> {
+    // Before anything else: an agent serving only some of its jobs fails parents later.
+    let files = check_job_files(&config)?;
     let lock = lock_data_dir(&config.data_dir)?;
     let options = StoreOptions {
         synchronous_full: config.synchronous == crate::config::Synchronous::Full,
@@ -127,10 +132,6 @@ pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError>
     let closed = close_interrupted_runs(&store, config.kill_grace).await?;
     if closed > 0 {
         tracing::warn!(runs = closed, "closed runs interrupted by the last stop");
-    }
-    let (files, errors) = load_jobs_dir(&config.jobs_dir);
-    for error in &errors {
-        tracing::error!(%error, "job file skipped; fix it and restart the agent");
     }
     let mut jobs: Vec<_> = files.into_iter().map(|j| (Arc::new(j), JobSource::File)).collect();
     for stored in store.jobs().await? {

@@ -141,6 +141,12 @@ pub fn parse_job(text: &str, origin: &str) -> Result<JobDefinition, Vec<JobError
 /// Loads every `*.toml` of `dir`, in file name order. A missing dir holds no jobs. A job whose
 /// name another file already defined is an error on the later file, which is then skipped.
 pub fn load_jobs_dir(dir: &Path) -> (Vec<JobDefinition>, Vec<JobError>) {
+    let (jobs, errors) = read_jobs_dir(dir);
+    (jobs.into_iter().map(|(_, job)| job).collect(), errors)
+}
+
+/// [`load_jobs_dir`], each job with the name of the file it came from.
+fn read_jobs_dir(dir: &Path) -> (Vec<(String, JobDefinition)>, Vec<JobError>) {
     let mut jobs = Vec::new();
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -175,8 +181,8 @@ pub fn load_jobs_dir(dir: &Path) -> (Vec<JobDefinition>, Vec<JobError>) {
                     reader.error(at, "name", message);
                     errors.append(&mut reader.errors);
                 } else {
-                    defined_in.insert(job.name.clone(), origin);
-                    jobs.push(job);
+                    defined_in.insert(job.name.clone(), origin.clone());
+                    jobs.push((origin, job));
                 }
             }
             Err(mut e) => errors.append(&mut e),
@@ -228,8 +234,10 @@ pub fn safe_relative_path(path: &str) -> Result<PathBuf, String> {
 
 mod read;
 mod reader;
+mod startup;
 
 use read::*;
 use reader::*;
+pub use startup::{JobFilesRefused, check_job_files, load_job_files, package_errors};
 #[cfg(test)]
 mod tests;

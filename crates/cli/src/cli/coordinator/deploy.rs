@@ -47,6 +47,14 @@ async fn deploy(args: DeployArgs) -> Result<u8, Failure> {
         std::io::ErrorKind::NotFound => Failure::call(format!("job file {} not found; check the path", file.display())),
         _ => Failure::call(format!("cannot read job file {}: {e}", file.display())),
     })?;
+    // The whole definition is checked here, before any agent's package is replaced.
+    if let Err(errors) = switchyard_agent::jobs::parse_job(&text, &file.display().to_string()) {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(Failure::call(format!(
+            "the job definition is invalid; nothing was deployed\n{}",
+            lines.join("\n")
+        )));
+    }
     let steps = step_packages(&text).map_err(|e| Failure::call(format!("{}: {e}", file.display())))?;
     let packages = collect_packages(file, &steps)?;
 
@@ -253,5 +261,25 @@ package = "sub/other.toml"
         assert!(!is_plain_relative("../b.toml"));
         assert!(!is_plain_relative("/etc/b.toml"));
         assert!(!is_plain_relative(""));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_job_is_refused_whole_before_anything_is_sent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("job.toml");
+        std::fs::write(&file, "name = \"j\"\nconcurrency = \"often\"\n[[steps]]\nname = \"s\"\nretry_attempts = -1\ncommand = [\"true\"]\n")
+            .expect("write");
+        // No coordinator listens there: the refusal must come before any call.
+        let coordinator = CoordinatorArg { coordinator: "127.0.0.1:1".to_string() };
+        let args = DeployArgs { agent: Some("a".to_string()), pool: None, job_file: file.clone(), coordinator };
+        let failure = deploy(args).await.expect_err("refused");
+        assert!(
+            failure.message.starts_with("the job definition is invalid; nothing was deployed"),
+            "{}",
+            failure.message
+        );
+        let name = file.display();
+        assert!(failure.message.contains(&format!("{name}:2:15: concurrency:")), "{}", failure.message);
+        assert!(failure.message.contains(&format!("{name}:5:18: steps[0].retry_attempts:")), "{}", failure.message);
     }
 }
