@@ -18,3 +18,4 @@ mod failures_failover;
 mod failures_restarts;
 mod failures_starts;
 mod run_cli;
+mod tls;

@@ -3,11 +3,10 @@
 //! that name the key and where its value came from; durations; server addresses; names.
 //!
 //! Each service keeps its own keys, defaults and rules across fields, and describes its file by
-//! implementing [`Settings`]. The sections both services will read alike go here when they come:
-//! `[tls]` (ca, cert, key; DESIGN.md §11) as a `tls` module, which the rule for `https://` in
-//! [`Address`] and the loopback-unless-`insecure` rules will then consult, and `[limits]`
-//! (message sizes, name lengths, ...; DESIGN.md §11) as a `limits` module. Neither exists yet:
-//! there is no TLS, so `https://` is refused.
+//! implementing [`Settings`]. The sections both services read alike live here: `[tls]` (ca,
+//! cert, key; DESIGN.md §11) in [`TlsFiles`], which the rule for `https://` in [`Address`] (by
+//! its [`Transport`]) and the loopback-unless-`insecure` rule consult. The TLS machinery itself
+//! (rustls, roles) is `switchyard-tls`.
 
 mod address;
 pub mod comma_list;
@@ -17,8 +16,10 @@ mod layers;
 mod name;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tls;
 
 pub use address::{Address, AddressError};
 pub use error::Error;
 pub use layers::{Origins, Schema, Settings};
 pub use name::{NAME_RULE, NameError, check_name, is_valid_name};
+pub use tls::{TlsFiles, Transport, insecure_listen_message};
