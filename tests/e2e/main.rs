@@ -21,3 +21,4 @@ mod failures_starts;
 mod limits;
 mod nemesis;
 mod run_cli;
+mod tls;

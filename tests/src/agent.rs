@@ -46,9 +46,17 @@ pub struct AgentSetup<'w> {
     folder: PathBuf,
     settings: Vec<(String, String)>,
     args: Vec<String>,
+    tls: Option<String>,
 }
 
 impl AgentSetup<'_> {
+    /// Adds a `[tls]` section: `dir/ca.pem`, `dir/STEM.pem` and `dir/STEM-key.pem`, as
+    /// `switchyard certs init` writes them (STEM like `agent-server-a`).
+    pub fn tls(mut self, dir: &Path, stem: &str) -> Self {
+        self.tls = Some(crate::tls_section(dir, stem));
+        self
+    }
+
     /// Writes a job file into the agent's jobs_dir (read when the agent starts).
     pub fn job(self, file: &str, definition: &str) -> Self {
         self.workspace.write(self.folder.join("jobs").join(file), definition);
@@ -82,7 +90,8 @@ impl AgentSetup<'_> {
             let dir = folder.join(sub);
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         }
-        let text: String = self.settings.iter().map(|(key, value)| format!("{key} = {value}\n")).collect();
+        let mut text: String = self.settings.iter().map(|(key, value)| format!("{key} = {value}\n")).collect();
+        text.push_str(self.tls.as_deref().unwrap_or_default());
         let config = self.workspace.write(self.folder.join("agent.toml"), &text);
         let (process, address) = launch(&folder, &config, &self.args).await;
         AgentProcess { folder, config, args: self.args, process: ServerProcess::new("agent", process), address }
@@ -104,7 +113,7 @@ impl AgentProcess {
     /// An agent whose folder lives in `workspace`, with the harness's default settings.
     pub fn setup(workspace: &Workspace) -> AgentSetup<'_> {
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        AgentSetup { workspace, folder: PathBuf::from(AGENT_FOLDER), settings, args: Vec::new() }
+        AgentSetup { workspace, folder: PathBuf::from(AGENT_FOLDER), settings, args: Vec::new(), tls: None }
     }
 
     /// An agent named `name` (in agent.toml) whose folder is `WORKSPACE/NAME`, so several agents

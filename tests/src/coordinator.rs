@@ -48,6 +48,7 @@ pub struct CoordinatorSetup<'w> {
     workspace: &'w Workspace,
     settings: Vec<(String, String)>,
     agents: Vec<StaticAgent>,
+    tls: Option<String>,
 }
 
 impl CoordinatorSetup<'_> {
@@ -73,6 +74,13 @@ impl CoordinatorSetup<'_> {
         self
     }
 
+    /// Adds a `[tls]` section: `dir/ca.pem`, `dir/coordinator.pem` and `dir/coordinator-key.pem`,
+    /// as `switchyard certs init` writes them.
+    pub fn tls(mut self, dir: &Path) -> Self {
+        self.tls = Some(crate::tls_section(dir, "coordinator"));
+        self
+    }
+
     /// Writes coordinator.toml, starts `switchyard serve` and waits until it listens.
     pub async fn start(self) -> CoordinatorProcess {
         let folder = self.workspace.path(COORDINATOR_FOLDER);
@@ -91,6 +99,7 @@ impl CoordinatorSetup<'_> {
                 text.push_str(&format!("labels = {labels:?}\n"));
             }
         }
+        text.push_str(self.tls.as_deref().unwrap_or_default());
         text
     }
 }
@@ -111,7 +120,7 @@ impl CoordinatorProcess {
     /// no agents yet.
     pub fn setup(workspace: &Workspace) -> CoordinatorSetup<'_> {
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        CoordinatorSetup { workspace, settings, agents: Vec::new() }
+        CoordinatorSetup { workspace, settings, agents: Vec::new(), tls: None }
     }
 
     /// The address it listens on (a new one after each restart).

@@ -38,6 +38,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// keep them open, and the test must not wait for it.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
+/// A `[tls]` section naming `dir/ca.pem`, `dir/STEM.pem` and `dir/STEM-key.pem` (absolute).
+fn tls_section(dir: &Path, stem: &str) -> String {
+    let file = |name: String| format!("{:?}", dir.join(name).to_string_lossy());
+    format!(
+        "\n[tls]\nca = {}\ncert = {}\nkey = {}\n",
+        file("ca.pem".into()),
+        file(format!("{stem}.pem")),
+        file(format!("{stem}-key.pem"))
+    )
+}
+
 /// The workspace root (the folder holding the root `Cargo.toml`, `examples/` and `crates/`).
 pub fn workspace_root() -> PathBuf {
     let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,4 +1,5 @@
-//! `switchyard-agent --config agent.toml`: the worker agent.
+//! `switchyard-agent --config agent.toml`: the worker agent. SIGTERM drains and stops; SIGHUP
+//! reads the `[tls]` certificates and key again.
 
 /// mimalloc: the allocator-heavy paths (gRPC, SQLite rows, the engine) spend markedly less time
 /// in it than in glibc malloc (see BENCHMARKS.md).
@@ -7,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -63,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config =
         AgentConfig::load(args.config.as_deref(), std::env::vars(), overrides).context("loading agent config")?;
-    if config.insecure && !config.listen.ip().is_loopback() {
+    if config.insecure && config.tls.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "listening on a non-loopback address without TLS (insecure = true)");
     }
     // Refused before binding: nothing may think this agent serves while its jobs are invalid.
@@ -71,10 +73,33 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     eprintln!("switchyard-agent \"{}\" listening on {bound}", config.name);
+    let tls = match &config.tls {
+        Some(files) => Some(switchyard_tls::Tls::load(files).context("loading the [tls] files")?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    switchyard_agent::server::serve(listener, config, shutdown).await.context("agent failed")?;
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_sighup(tls.clone()));
+    }
+    switchyard_agent::server::serve_with_tls(listener, config, tls, shutdown).await.context("agent failed")?;
     Ok(())
+}
+
+/// SIGHUP reads the certificates and key again: new connections get them, open ones (running
+/// work, streams) keep theirs. A file that cannot be used leaves the old ones in force.
+async fn reload_on_sighup(tls: Arc<switchyard_tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; certificates reload only at a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("certificates reloaded (SIGHUP)"),
+            Err(e) => tracing::error!(error = %e, "certificates not reloaded; the previous ones stay in force"),
+        }
+    }
 }
 
 /// SIGTERM or Ctrl-C starts a graceful shutdown.

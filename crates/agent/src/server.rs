@@ -1,5 +1,6 @@
 //! Starting and stopping an agent: open the store, close runs a crash interrupted, load jobs,
-//! serve gRPC (with health and reflection) on a bound listener, and drain on shutdown.
+//! serve gRPC (with health and reflection) on a bound listener, and drain on shutdown. With
+//! `[tls]`: mutual TLS and the roles of DESIGN.md §11 (`switchyard_tls`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use switchyard_proto as pb;
+use switchyard_tls::{AGENT_ROLES, RoleLayer, Tls, TlsError};
 
 use crate::config::AgentConfig;
 use crate::jobs::{JobFilesRefused, check_job_files, parse_job};
@@ -36,6 +38,9 @@ pub enum ServeError {
     /// A job file of jobs_dir (or a package one of its steps runs) is invalid.
     #[error(transparent)]
     JobFiles(#[from] JobFilesRefused),
+    /// `[tls]` files that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Holds an exclusive lock on the data dir for as long as the agent runs: two agents writing
@@ -58,13 +63,28 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::Fil
     })
 }
 
-/// Serves an agent on `listener` until `shutdown` fires, then drains: new starts are refused,
-/// running runs get `shutdown_grace` to end before they are canceled and recorded.
+/// Serves an agent on `listener` until `shutdown` fires, with the TLS of `config.tls`, then
+/// drains: new starts are refused, running runs get `shutdown_grace` to end before they are
+/// canceled and recorded.
 pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let tls = config.tls.as_ref().map(Tls::load).transpose()?;
+    serve_with_tls(listener, config, tls, shutdown).await
+}
+
+/// Serves an agent as [`serve`] does: with `tls`, only clients the CA signed, each call decided
+/// by [`AGENT_ROLES`], and registration over https; the caller keeps `tls` to [`Tls::reload`]
+/// it (SIGHUP).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    config: AgentConfig,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let bound = listener.local_addr().ok();
     let runtime = start(config).await?;
     if let (Some(coordinator), Some(address)) = (runtime.config.coordinator.clone(), bound) {
         tokio::spawn(crate::registration::keep_registered(
+            tls.clone(),
             coordinator,
             runtime.name().to_string(),
             address,
@@ -102,17 +122,21 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
         drain(&drain_runtime).await;
         drain_runtime.shutdown.cancel();
     };
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(pb::idle::keepalive_interval(runtime.config.limits.idle_timeout)))
+        .layer(RoleLayer::new(&AGENT_ROLES))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            pb::idle::close_idle(incoming(listener), runtime.config.limits.idle_timeout),
-            drained,
-        )
-        .await?;
+        .add_service(service);
+    let idle = runtime.config.limits.idle_timeout;
+    match tls {
+        Some(tls) => {
+            let incoming = pb::idle::close_idle(switchyard_tls::incoming(listener, tls), idle);
+            router.serve_with_incoming_shutdown(incoming, drained).await?
+        }
+        None => router.serve_with_incoming_shutdown(pb::idle::close_idle(incoming(listener), idle), drained).await?,
+    }
     maintenance.abort();
     tracing::info!(agent = %runtime.name(), "agent stopped");
     Ok(())

@@ -1,13 +1,16 @@
 //! Starting and stopping a coordinator: open the store, mark executions a previous process left
 //! running as ended_unexpectedly, register the configured agents, and serve gRPC (with health
-//! and reflection) on a bound listener until shutdown.
+//! and reflection) on a bound listener until shutdown: with `[tls]`, mutual TLS and the roles of
+//! DESIGN.md §11 (`switchyard_tls`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use switchyard_proto as pb;
+use switchyard_tls::{COORDINATOR_ROLES, RoleLayer, Tls, TlsError};
 
 use crate::config::CoordinatorConfig;
 use crate::executions::Executions;
@@ -33,6 +36,9 @@ pub enum ServeError {
     /// A configured feature this build does not have.
     #[error("{0}")]
     NotSupported(String),
+    /// `[tls]` files that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// How long open calls may take to finish once shutdown begins.
@@ -47,15 +53,24 @@ pub struct Coordinator {
     pub executions: Executions,
 }
 
-/// Opens the store and the registry from `config`.
+/// Opens the store and the registry from `config`, reaching agents in plain text.
 pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> Result<Coordinator, ServeError> {
+    start_with_tls(config, None, shutdown).await
+}
+
+/// Opens the store and the registry from `config`; with `tls`, agents are reached over https.
+pub async fn start_with_tls(
+    config: &CoordinatorConfig,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) -> Result<Coordinator, ServeError> {
     if config.http.is_some() {
         return Err(ServeError::NotSupported(
             "`http` (the dashboard and /metrics) is not supported yet; remove it from coordinator.toml".into(),
         ));
     }
     let store = Store::open(&config.data_dir)?;
-    let registry = Registry::new(RegistrySettings::from_config(config), shutdown);
+    let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown);
     registry.resume_from(store.agent_cursors().await?);
     // Superseded attempts and missed cancels are fenced across a restart: the stops still owed
     // are sent when their agents answer, and abandoned starts are stopped when accepted.
@@ -86,13 +101,26 @@ pub async fn start(config: &CoordinatorConfig, shutdown: CancellationToken) -> R
     Ok(Coordinator { registry, executions })
 }
 
-/// Serves a coordinator on `listener` until `shutdown` fires.
+/// Serves a coordinator on `listener` until `shutdown` fires, with the TLS of `config.tls`.
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let coordinator = start(&config, shutdown.clone()).await?;
+    let tls = config.tls.as_ref().map(Tls::load).transpose()?;
+    serve_with_tls(listener, config, tls, shutdown).await
+}
+
+/// Serves a coordinator on `listener` until `shutdown` fires: with `tls`, only clients the CA
+/// signed, each call decided by [`COORDINATOR_ROLES`], and agents reached over https; the caller
+/// keeps `tls` to [`Tls::reload`] it (SIGHUP).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let coordinator = start_with_tls(&config, tls.clone(), shutdown.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<pb::coordinator_server::CoordinatorServer<CoordinatorService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -114,16 +142,24 @@ pub async fn serve(
     let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(
         config.limits.grpc_message_or(switchyard_settings::limits::COORDINATOR_GRPC_MESSAGE),
     );
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(pb::idle::keepalive_interval(config.limits.idle_timeout)))
+        .layer(RoleLayer::new(&COORDINATOR_ROLES))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            pb::idle::close_idle(incoming(listener), config.limits.idle_timeout),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(service);
+    let stopped = shutdown.clone().cancelled_owned();
+    let idle = config.limits.idle_timeout;
+    let server = async move {
+        match tls {
+            Some(tls) => {
+                let incoming = pb::idle::close_idle(switchyard_tls::incoming(listener, tls), idle);
+                router.serve_with_incoming_shutdown(incoming, stopped).await
+            }
+            None => router.serve_with_incoming_shutdown(pb::idle::close_idle(incoming(listener), idle), stopped).await,
+        }
+    };
     // Streams end when `shutdown` fires; unary calls get DRAIN_GRACE to finish.
     tokio::select! {
         served = server => served?,

@@ -4,10 +4,14 @@
 //!
 //! The scheme is case-insensitive and defaults to http; surrounding white space and one trailing
 //! `/` are ignored; the host is a name of letters, digits, `.`, `-` and `_`, or an IPv6 address
-//! in brackets; the port is 1 to 65535. `https://` is refused until TLS exists (DESIGN.md §11).
+//! in brackets; the port is 1 to 65535. The [`Transport`] decides the rest (DESIGN.md §5, §11):
+//! with TLS, `host:port` means `https://` and `http://` is refused (every connection is mutual
+//! TLS); without it, `https://` is refused with a message naming `[tls]` and `--ca`.
 
 use std::fmt;
 use std::net::Ipv6Addr;
+
+use crate::Transport;
 
 /// How every address message ends: what to write instead.
 const EXPECTED: &str = "use host:port or http://host:port";
@@ -18,6 +22,7 @@ pub struct Address {
     given: String,
     host: String,
     port: u16,
+    transport: Transport,
 }
 
 /// Why an address cannot be used. Each message quotes the address and says what to write.
@@ -65,9 +70,23 @@ pub enum AddressError {
         /// The host as given.
         host: String,
     },
-    /// `https://`: there is no TLS yet.
-    #[error("\"{given}\": https is not supported yet (this build has no TLS); use http://{authority}")]
-    TlsNotSupported {
+    /// `https://` while no TLS is configured.
+    #[error(
+        "\"{given}\" is https but no TLS is configured: set `[tls]` (ca, cert, key) in the config file, or give \
+         the command --ca, --cert and --key; or use http://{authority}"
+    )]
+    TlsNotConfigured {
+        /// The address as given.
+        given: String,
+        /// `host:port`.
+        authority: String,
+    },
+    /// `http://` while TLS is configured: every connection is then mutual TLS.
+    #[error(
+        "\"{given}\" is plain http but TLS is configured (`[tls]` or --ca/--cert/--key), so every connection uses \
+         it; use https://{authority} or {authority}"
+    )]
+    PlainWithTls {
         /// The address as given.
         given: String,
         /// `host:port`.
@@ -76,15 +95,21 @@ pub enum AddressError {
 }
 
 impl Address {
-    /// Parses `host:port` or `http://host:port` (see the module's rule).
+    /// Parses `host:port` or `http://host:port` for a plain-text connection (see the module's rule).
     pub fn parse(given: &str) -> Result<Self, AddressError> {
+        Self::parse_for(given, Transport::Plain)
+    }
+
+    /// Parses an address for `transport`: with TLS `host:port` and `https://host:port`, without
+    /// it `host:port` and `http://host:port` (see the module's rule).
+    pub fn parse_for(given: &str, transport: Transport) -> Result<Self, AddressError> {
         let trimmed = given.trim();
         let owned = || trimmed.to_string();
         let (scheme, rest) = match trimmed.split_once("://") {
             Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("http".to_string(), trimmed),
+            None => (String::new(), trimmed),
         };
-        if scheme != "http" && scheme != "https" {
+        if !scheme.is_empty() && scheme != "http" && scheme != "https" {
             return Err(AddressError::Scheme { given: owned(), scheme });
         }
         let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -104,10 +129,16 @@ impl Address {
         if !is_host(host) {
             return Err(AddressError::Host { given: owned(), host: host.to_string() });
         }
-        if scheme == "https" {
-            return Err(AddressError::TlsNotSupported { given: owned(), authority: authority.to_string() });
+        match (scheme.as_str(), transport) {
+            ("https", Transport::Plain) => {
+                return Err(AddressError::TlsNotConfigured { given: owned(), authority: authority.to_string() });
+            }
+            ("http", Transport::Tls) => {
+                return Err(AddressError::PlainWithTls { given: owned(), authority: authority.to_string() });
+            }
+            _ => {}
         }
-        Ok(Self { given: owned(), host: host.to_string(), port })
+        Ok(Self { given: owned(), host: host.to_string(), port, transport })
     }
 
     /// The address as given (trimmed), for messages.
@@ -115,9 +146,13 @@ impl Address {
         &self.given
     }
 
-    /// The URI to dial: `http://host:port`.
+    /// The URI to dial: `http://host:port`, or `https://host:port` with TLS.
     pub fn uri(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = match self.transport {
+            Transport::Plain => "http",
+            Transport::Tls => "https",
+        };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -189,11 +224,21 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_until_tls_exists() {
+    fn https_without_tls_names_the_tls_section_and_flags() {
         for given in ["https://coord:7600", "HTTPS://coord:7600/"] {
             let message = uri(given).expect_err(given);
-            assert!(message.contains("https is not supported yet"), "{message}");
+            assert!(message.contains("no TLS is configured"), "{message}");
+            assert!(message.contains("`[tls]`") && message.contains("--ca"), "{message}");
             assert!(message.ends_with("use http://coord:7600"), "{message}");
         }
+    }
+
+    #[test]
+    fn with_tls_host_and_port_mean_https_and_plain_http_is_refused() {
+        let tls = |given: &str| Address::parse_for(given, Transport::Tls).map(|a| a.uri()).map_err(|e| e.to_string());
+        assert_eq!(tls("coord:7600").as_deref(), Ok("https://coord:7600"));
+        assert_eq!(tls("HTTPS://127.0.0.1:7600/").as_deref(), Ok("https://127.0.0.1:7600"));
+        let message = tls("http://coord:7600").expect_err("plain http with tls");
+        assert!(message.contains("TLS is configured") && message.contains("use https://coord:7600"), "{message}");
     }
 }

@@ -3,11 +3,11 @@
 //! that name the key and where its value came from; durations; server addresses; names.
 //!
 //! Each service keeps its own keys, defaults and rules across fields, and describes its file by
-//! implementing [`Settings`]. The sections both services will read alike go here when they come:
-//! `[tls]` (ca, cert, key; DESIGN.md §11) as a `tls` module, which the rule for `https://` in
-//! [`Address`] and the loopback-unless-`insecure` rules will then consult (not yet: there is no
-//! TLS, so `https://` is refused), and `[limits]` (message sizes, name lengths, ...; DESIGN.md
-//! §11) as the [`limits`] module.
+//! implementing [`Settings`]. The sections both services read alike live here: `[tls]` (ca,
+//! cert, key; DESIGN.md §11) in [`TlsFiles`], which the rule for `https://` in [`Address`] (by
+//! its [`Transport`]) and the loopback-unless-`insecure` rule consult. The TLS machinery itself
+//! (rustls, roles) is `switchyard-tls`. `[limits]` (message sizes, name lengths, ...; DESIGN.md
+//! §11) is the [`limits`] module.
 
 mod address;
 pub mod comma_list;
@@ -18,9 +18,11 @@ pub mod limits;
 mod name;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tls;
 
 pub use address::{Address, AddressError};
 pub use error::Error;
 pub use layers::{Origins, Schema, Settings};
 pub use limits::Limits;
 pub use name::{NAME_RULE, NameError, check_name, is_valid_name};
+pub use tls::{TlsFiles, Transport, insecure_listen_message};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchyard_settings::{Address, Origins, Schema, Settings, check_name};
+use switchyard_settings::{Address, Origins, Schema, Settings, TlsFiles, Transport, check_name};
 
 /// The address the agent listens on when none is configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7601";
@@ -37,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "outbox_retention",
     "synchronous",
     "limits",
+    "tls",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an
@@ -51,7 +52,7 @@ pub struct AgentConfig {
     pub name: String,
     /// Where the Agent gRPC service listens.
     pub listen: SocketAddr,
-    /// Allows a non-loopback `listen` while there is no TLS (the binary then logs a warning).
+    /// Allows a non-loopback `listen` without `[tls]` (the binary then logs a warning).
     pub insecure: bool,
     /// Required; the SQLite history and outbox live here.
     pub data_dir: PathBuf,
@@ -65,8 +66,8 @@ pub struct AgentConfig {
     pub packages_dir: PathBuf,
     /// One job per `*.toml` file.
     pub jobs_dir: PathBuf,
-    /// A coordinator to register with at start: `host:port` or `http://host:port` (`https://` is
-    /// refused until TLS exists).
+    /// A coordinator to register with at start: `host:port` or `http://host:port`; with `[tls]`,
+    /// `host:port` or `https://host:port`.
     pub coordinator: Option<String>,
     /// Accepts InjectFault (`switchyard chaos`).
     pub allow_fault_injection: bool,
@@ -89,6 +90,8 @@ pub struct AgentConfig {
     pub synchronous: Synchronous,
     /// Bounds on input (`[limits]`, DESIGN.md §11).
     pub limits: switchyard_settings::Limits,
+    /// `[tls]`: mutual TLS on the Agent service and on registering (DESIGN.md §11).
+    pub tls: Option<TlsFiles>,
 }
 
 /// SQLite's `synchronous` pragma for the agent's database.
@@ -133,6 +136,7 @@ impl Default for AgentConfig {
             outbox_retention: Duration::from_secs(7 * 24 * 3600),
             synchronous: Synchronous::Normal,
             limits: switchyard_settings::Limits::default(),
+            tls: None,
         }
     }
 }
@@ -170,7 +174,7 @@ impl AgentConfig {
     }
 
     /// Rules across fields: a valid name, a data dir, at least one slot, a loopback `listen`
-    /// unless `insecure`, a valid coordinator address and labels, history limits.
+    /// unless `[tls]` or `insecure`, a valid coordinator address and labels, history limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         <Self as Settings>::validate(self)
     }
@@ -206,7 +210,11 @@ impl Settings for AgentConfig {
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
-        vec![&mut self.data_dir, &mut self.packages_dir, &mut self.jobs_dir]
+        let mut paths = vec![&mut self.data_dir, &mut self.packages_dir, &mut self.jobs_dir];
+        if let Some(tls) = &mut self.tls {
+            paths.extend(tls.paths_mut());
+        }
+        paths
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
@@ -230,18 +238,12 @@ impl Settings for AgentConfig {
         if self.slots == 0 {
             return Err(origins.invalid("slots", "must be at least 1 (it is how many jobs run at once)"));
         }
-        if !self.listen.ip().is_loopback() && !self.insecure {
-            return Err(origins.invalid(
-                "listen",
-                format!(
-                    "{} is not a loopback address and there is no TLS yet, so anyone who can reach it could run \
-                     jobs: listen on 127.0.0.1, or set `insecure = true` to accept that",
-                    self.listen
-                ),
-            ));
+        if !self.listen.ip().is_loopback() && !self.insecure && self.tls.is_none() {
+            return Err(origins.invalid("listen", switchyard_settings::insecure_listen_message(&self.listen)));
         }
         if let Some(coordinator) = &self.coordinator {
-            Address::parse(coordinator).map_err(|e| origins.invalid("coordinator", e.to_string()))?;
+            Address::parse_for(coordinator, Transport::of(&self.tls))
+                .map_err(|e| origins.invalid("coordinator", e.to_string()))?;
         }
         for label in &self.labels {
             check_name(label, "label").map_err(|e| origins.invalid("labels", e.to_string()))?;

@@ -125,9 +125,31 @@ fn non_loopback_listen_needs_insecure() {
     let e = load(&text, &[], ConfigOverrides::default()).expect_err("refused");
     let ConfigError::Invalid { key, message, .. } = &e else { panic!("{e}") };
     assert_eq!(key, "listen");
-    assert!(message.contains("insecure = true"), "{e}");
+    assert!(message.contains("insecure = true") && message.contains("[tls]"), "{e}");
     let config = load(&format!("{text}insecure = true\n"), &[], ConfigOverrides::default()).expect("accepted");
     assert!(config.insecure);
+}
+
+#[test]
+fn tls_paths_resolve_against_the_files_folder_and_allow_any_listen_address() {
+    let text = format!(
+        "{MINIMAL}listen = \"0.0.0.0:7601\"\ncoordinator = \"coord:7600\"\n[tls]\nca = \"certs/ca.pem\"\n\
+         cert = \"certs/agent.pem\"\nkey = \"/etc/agent-key.pem\"\n"
+    );
+    let (dir, path) = file(&text);
+    let config = AgentConfig::load(Some(&path), env(&[]), ConfigOverrides::default()).expect("valid");
+    let base = std::path::absolute(dir.path()).expect("absolute");
+    let tls = config.tls.expect("tls");
+    assert_eq!(tls.ca, base.join("certs/ca.pem"));
+    assert_eq!(tls.cert, base.join("certs/agent.pem"));
+    assert_eq!(tls.key, PathBuf::from("/etc/agent-key.pem"));
+    let e = load(
+        &format!("{text}\n"),
+        &[],
+        ConfigOverrides { coordinator: Some("http://coord:7600".into()), ..Default::default() },
+    )
+    .expect_err("plain http with tls");
+    assert!(e.to_string().contains("TLS is configured"), "{e}");
 }
 
 #[test]
@@ -220,8 +242,8 @@ fn coordinator_addresses_follow_the_one_address_rule() {
         assert!(e.to_string().starts_with("`coordinator` in the flag --coordinator: "), "{e}");
     }
     let e = load(&format!("{MINIMAL}coordinator = \"https://coord:7600\"\n"), &[], ConfigOverrides::default())
-        .expect_err("no TLS yet");
-    assert!(e.to_string().contains("https is not supported yet"), "{e}");
+        .expect_err("no TLS configured");
+    assert!(e.to_string().contains("no TLS is configured") && e.to_string().contains("`[tls]`"), "{e}");
 }
 
 #[test]

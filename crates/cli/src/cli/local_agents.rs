@@ -1,5 +1,6 @@
 //! `switchyard run PKG --config coordinator.toml`: a local run (dtexec) whose `agent_job` tasks
-//! reach the agents that coordinator.toml lists, through an in-process registry.
+//! reach the agents that coordinator.toml lists, through an in-process registry (over mutual
+//! TLS with the file's `[tls]`, as the coordinator it stands in for).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +26,11 @@ pub async fn launcher(
     if config.agents.is_empty() {
         anyhow::bail!("{} lists no [[agents]]; add the agents agent_job tasks should reach", config_file.display());
     }
-    let registry = Registry::new(RegistrySettings::from_config(&config), shutdown);
+    let tls = match &config.tls {
+        Some(files) => Some(switchyard_tls::Tls::load(files).context("loading the [tls] files")?),
+        None => None,
+    };
+    let registry = Registry::new_with_tls(RegistrySettings::from_config(&config), tls, shutdown);
     for agent in &config.agents {
         registry
             .add_agent(&agent.name, &agent.address, agent.labels.clone(), AgentSource::Config)

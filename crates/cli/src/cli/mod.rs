@@ -2,6 +2,7 @@
 
 mod address;
 mod agent;
+mod certs;
 #[cfg(test)]
 mod cli_docs;
 mod coordinator;
@@ -11,6 +12,7 @@ mod grpc;
 mod local_agents;
 mod progress;
 mod run;
+mod tls;
 mod validate;
 
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct Args {
     /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,6 +93,9 @@ pub enum Command {
     Deploy(coordinator::deploy::DeployArgs),
     /// Make an agent crash, hang, refuse or slow down, for tests and drills.
     Chaos(coordinator::chaos::ChaosArgs),
+    /// Certificates for mutual TLS (DESIGN.md §11).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// One demo agent in its own process, which `switchyard demo --fail-agent` starts to crash.
     #[command(name = demo_agent::SUBCOMMAND, hide = true)]
     DemoAgent(demo_agent::DemoAgentArgs),
@@ -97,10 +104,11 @@ pub enum Command {
     Other(Vec<String>),
 }
 
-const LATER_COMMANDS: &[&str] = &["certs", "import", "prune"];
+const LATER_COMMANDS: &[&str] = &["import", "prune"];
 
 /// Runs a command and returns the process exit code.
 pub async fn dispatch(args: Args) -> u8 {
+    tls::remember(args.tls);
     match args.command {
         Command::Demo(demo) => demo::demo(demo).await,
         Command::Run(run) => run::run(run).await,
@@ -118,6 +126,7 @@ pub async fn dispatch(args: Args) -> u8 {
         Command::Drain(drain) => coordinator::drain::run(drain).await,
         Command::Deploy(deploy) => coordinator::deploy::run(deploy).await,
         Command::Chaos(chaos) => coordinator::chaos::run(chaos).await,
+        Command::Certs(certs) => certs::run(certs),
         Command::DemoAgent(agent) => demo_agent::run(agent).await,
         Command::Other(words) => {
             let name = words.first().map(String::as_str).unwrap_or_default();

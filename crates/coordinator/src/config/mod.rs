@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchyard_settings::{Address, Origins, Schema, Settings, check_name};
+use switchyard_settings::{Address, Origins, Schema, Settings, TlsFiles, Transport, check_name};
 
 pub use crate::placement::PlacementStrategy;
 /// An agent name or a label: the one name rule of switchyard-settings.
@@ -34,6 +34,7 @@ pub const KEYS: &[&str] = &[
     "start_timeout",
     "agents",
     "limits",
+    "tls",
 ];
 
 /// Why the configuration cannot be used; `origin` says where the value came from: the file, an
@@ -46,7 +47,7 @@ pub type ConfigError = switchyard_settings::Error;
 pub struct CoordinatorConfig {
     /// Where the Coordinator gRPC service listens.
     pub listen: SocketAddr,
-    /// Allows a non-loopback `listen` (or `http`) while there is no TLS.
+    /// Allows a non-loopback `listen` without `[tls]` (and a non-loopback `http`).
     pub insecure: bool,
     /// The dashboard and `/metrics`; off unless set.
     pub http: Option<SocketAddr>,
@@ -67,6 +68,8 @@ pub struct CoordinatorConfig {
     pub agents: Vec<StaticAgent>,
     /// Bounds on input (`[limits]`, DESIGN.md §11).
     pub limits: switchyard_settings::Limits,
+    /// `[tls]`: mutual TLS on the Coordinator service and on the channels to agents (DESIGN.md §11).
+    pub tls: Option<TlsFiles>,
 }
 
 /// An agent named in coordinator.toml (`[[agents]]`).
@@ -75,7 +78,7 @@ pub struct CoordinatorConfig {
 pub struct StaticAgent {
     /// The agent's own name (agent.toml `name`).
     pub name: String,
-    /// `host:port` or `http://host:port` (`https://` is refused until TLS exists).
+    /// `host:port` or `http://host:port`; with `[tls]`, `host:port` or `https://host:port`.
     pub address: String,
     /// When given, replaces the labels the agent reports.
     #[serde(default)]
@@ -95,6 +98,7 @@ impl Default for CoordinatorConfig {
             start_timeout: Duration::from_secs(5),
             agents: Vec::new(),
             limits: switchyard_settings::Limits::default(),
+            tls: None,
         }
     }
 }
@@ -126,7 +130,7 @@ impl CoordinatorConfig {
         <Self as Settings>::load(file, env, overrides)
     }
 
-    /// Rules across fields: a data dir, loopback addresses unless `insecure`, positive
+    /// Rules across fields: a data dir, a loopback `listen` unless `[tls]` or `insecure`, positive
     /// durations with `heartbeat_interval` below `down_after`, and agents with unique valid
     /// names, reachable addresses and valid labels.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -156,7 +160,11 @@ impl Settings for CoordinatorConfig {
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
-        vec![&mut self.data_dir]
+        let mut paths = vec![&mut self.data_dir];
+        if let Some(tls) = &mut self.tls {
+            paths.extend(tls.paths_mut());
+        }
+        paths
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
@@ -170,19 +178,20 @@ impl Settings for CoordinatorConfig {
                  in coordinator.toml, SWITCHYARD_COORDINATOR_DATA_DIR or --data-dir",
             ));
         }
-        for (key, address) in [("listen", Some(self.listen)), ("http", self.http)] {
-            if let Some(address) = address
-                && !address.ip().is_loopback()
-                && !self.insecure
-            {
-                return Err(origins.invalid(
-                    key,
-                    format!(
-                        "{address} is not a loopback address and there is no TLS yet, so anyone who can reach it \
-                         could run packages: listen on 127.0.0.1, or set `insecure = true` to accept that"
-                    ),
-                ));
-            }
+        if !self.listen.ip().is_loopback() && !self.insecure && self.tls.is_none() {
+            return Err(origins.invalid("listen", switchyard_settings::insecure_listen_message(&self.listen)));
+        }
+        if let Some(http) = self.http
+            && !http.ip().is_loopback()
+            && !self.insecure
+        {
+            return Err(origins.invalid(
+                "http",
+                format!(
+                    "{http} is not a loopback address and `[tls]` does not cover `http`, so anyone who can reach it \
+                     could read it: listen on 127.0.0.1, or set `insecure = true` to accept that"
+                ),
+            ));
         }
         for (key, value) in [
             ("heartbeat_interval", self.heartbeat_interval),
@@ -211,7 +220,7 @@ impl Settings for CoordinatorConfig {
             if !names.insert(agent.name.as_str()) {
                 return Err(origins.invalid(&key("name"), format!("agent \"{}\" is listed twice", agent.name)));
             }
-            if let Err(problem) = agent_url(&agent.address) {
+            if let Err(problem) = agent_url(&agent.address, Transport::of(&self.tls)) {
                 return Err(origins.invalid(&key("address"), format!("agent \"{}\": {problem}", agent.name)));
             }
             for label in agent.labels.iter().flatten() {
@@ -223,10 +232,10 @@ impl Settings for CoordinatorConfig {
 }
 
 /// The URL the coordinator dials for an agent's address, by the one address rule of
-/// [`Address`]: `host:port` or `http://host:port` becomes `http://host:port`; `https://` is
-/// refused until TLS exists.
-pub fn agent_url(address: &str) -> Result<String, String> {
-    Address::parse(address).map(|a| a.uri()).map_err(|e| e.to_string())
+/// [`Address`]: without TLS `host:port` or `http://host:port` becomes `http://host:port`; with
+/// it `host:port` or `https://host:port` becomes `https://host:port`.
+pub fn agent_url(address: &str, transport: Transport) -> Result<String, String> {
+    Address::parse_for(address, transport).map(|a| a.uri()).map_err(|e| e.to_string())
 }
 
 /// How to write a key's value, for a message about a value of the wrong type (serde's own words

@@ -189,7 +189,7 @@ fn agents_need_unique_names_and_valid_addresses() {
     let e = load(&format!("{MINIMAL}{}", agent("a", "coord")), &[], ConfigOverrides::default()).expect_err("port");
     assert!(matches!(&e, ConfigError::Invalid { key, .. } if key == "agents[0].address"), "{e}");
     let e = load(&format!("{MINIMAL}{}", agent("a", "https://h:1")), &[], ConfigOverrides::default()).expect_err("tls");
-    assert!(e.to_string().contains("not supported yet"), "{e}");
+    assert!(e.to_string().contains("no TLS is configured"), "{e}");
     let e = load(&format!("{MINIMAL}{}", agent("a b", "h:1")), &[], ConfigOverrides::default()).expect_err("name");
     assert!(matches!(&e, ConfigError::Invalid { key, .. } if key == "agents[0].name"), "{e}");
     let text = format!("{MINIMAL}{}labels = [\"-x\"]\n", agent("a", "h:1"));
@@ -210,12 +210,14 @@ fn agent_addresses() {
         ("http://agent:7601/", "http://agent:7601"),
         ("[::1]:7601", "http://[::1]:7601"),
     ] {
-        assert_eq!(agent_url(given).as_deref(), Ok(url), "{given}");
+        assert_eq!(agent_url(given, Transport::Plain).as_deref(), Ok(url), "{given}");
     }
     for bad in ["agent", ":7601", "agent:0", "agent:x", "ftp://agent:7601", "http://agent:7601/path", "[::1:7601"] {
-        assert!(agent_url(bad).is_err(), "{bad}");
+        assert!(agent_url(bad, Transport::Plain).is_err(), "{bad}");
     }
-    assert!(agent_url("https://agent:7601").expect_err("tls").contains("not supported yet"));
+    assert!(agent_url("https://agent:7601", Transport::Plain).expect_err("tls").contains("`[tls]`"));
+    assert_eq!(agent_url("agent:7601", Transport::Tls).as_deref(), Ok("https://agent:7601"));
+    assert!(agent_url("http://agent:7601", Transport::Tls).expect_err("plain").contains("TLS is configured"));
 }
 
 #[test]

@@ -56,6 +56,8 @@ struct Inner {
     stopped: broadcast::Sender<reconcile::Stopped>,
     /// Where fencing facts go to be stored; unset, they live in memory only.
     fence_log: std::sync::OnceLock<FenceLog>,
+    /// With `[tls]`: agents are reached over https with the coordinator's certificate.
+    tls: Option<Arc<switchyard_tls::Tls>>,
 }
 
 impl Inner {
@@ -99,6 +101,15 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     pub fn new(settings: RegistrySettings, shutdown: CancellationToken) -> Self {
+        Self::new_with_tls(settings, None, shutdown)
+    }
+
+    /// A registry whose channels to agents are mutual TLS with `tls` (plain text without).
+    pub fn new_with_tls(
+        settings: RegistrySettings,
+        tls: Option<Arc<switchyard_tls::Tls>>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let state = State {
             agents: BTreeMap::new(),
             round_robin_cursor: 0,
@@ -117,6 +128,7 @@ impl Registry {
             finished,
             stopped,
             fence_log: std::sync::OnceLock::new(),
+            tls,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -150,8 +162,9 @@ impl Registry {
         if let Some(label) = labels_override.iter().flatten().find(|l| !is_valid_name(l)) {
             return Err(RegistryError::InvalidLabel { agent: name.to_string(), label: label.clone() });
         }
-        let url =
-            agent_url(address).map_err(|message| RegistryError::InvalidAddress { agent: name.to_string(), message })?;
+        let transport = switchyard_settings::Transport::of(&self.inner.tls);
+        let url = agent_url(address, transport)
+            .map_err(|message| RegistryError::InvalidAddress { agent: name.to_string(), message })?;
         let mut state = self.inner.lock();
         if let Some(entry) = state.agents.get_mut(name) {
             if entry.source == AgentSource::Config && source == AgentSource::Registered {
@@ -373,7 +386,8 @@ impl Registry {
         // No HTTP/2 keepalive: GetLoad every heartbeat_interval, with a deadline of down_after,
         // already proves the connection and the agent; pings on top doubled the idle cost
         // (the `scale` bench: 1,000 agents).
-        Ok(endpoint.connect_timeout(settings.down_after).tcp_nodelay(true).connect_lazy())
+        let endpoint = endpoint.connect_timeout(settings.down_after).tcp_nodelay(true);
+        Ok(switchyard_tls::connect_lazy(endpoint, self.inner.tls.as_ref()))
     }
 }
 

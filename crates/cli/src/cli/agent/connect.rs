@@ -45,7 +45,9 @@ impl Agent {
             .map_err(|e| Failure::usage(format!("agent address \"{}\": {}", address.given, error_chain(&e))))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
-        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        let tls = crate::cli::tls::client_tls().map_err(Failure::usage)?;
+        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, switchyard_tls::connect(endpoint, tls.as_ref())).await
+        {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
             Err(_) => return Err(unreachable(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()))),
@@ -117,10 +119,10 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_as_not_supported_yet_with_exit_code_6() {
+    fn https_without_tls_flags_is_refused_with_exit_code_6() {
         let failure = AgentAddress::parse("https://server-a:7601").unwrap_err();
         assert_eq!(failure.exit_code, 6);
-        assert!(failure.message.contains("not supported yet"), "{}", failure.message);
+        assert!(failure.message.contains("--ca"), "{}", failure.message);
         assert!(failure.message.contains("http://server-a:7601"), "{}", failure.message);
     }
 

@@ -22,7 +22,8 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The `--coordinator ADDR` flag every coordinator command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoordinatorArg {
-    /// The coordinator's address: host:port or http://host:port.
+    /// The coordinator's address: host:port or http://host:port (https://host:port with --ca,
+    /// --cert and --key, where host:port means https).
     #[arg(long = "coordinator", value_name = "ADDR", env = "SWITCHYARD_ADDR", default_value = DEFAULT_ADDRESS)]
     pub coordinator: String,
 }
@@ -54,7 +55,8 @@ pub async fn connect_channel(address: &Address) -> Result<Channel, String> {
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+    let tls = crate::cli::tls::client_tls()?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, switchyard_tls::connect(endpoint, tls.as_ref())).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(error_chain(&e)),
         Err(_) => Err(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())),
@@ -168,7 +170,7 @@ mod tests {
             (":7600", "has no host"),
             ("grpc://coordinator:7600", "scheme \"grpc\""),
             ("http://coordinator:7600/api", "has a path"),
-            ("https://coordinator:7600", "not supported yet"),
+            ("https://coordinator:7600", "no TLS is configured"),
         ] {
             let failure = Address::parse(given, "coordinator address").unwrap_err();
             assert_eq!(failure.exit_code, 6, "{given}");

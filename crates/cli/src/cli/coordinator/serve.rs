@@ -1,7 +1,9 @@
-//! `switchyard serve --config coordinator.toml`: run a coordinator until SIGTERM or Ctrl-C.
+//! `switchyard serve --config coordinator.toml`: run a coordinator until SIGTERM or Ctrl-C;
+//! SIGHUP reads the `[tls]` certificates and key again.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use switchyard_coordinator::config::{CONFIG_FILE_ENV, ConfigOverrides, CoordinatorConfig};
 use tokio::net::TcpListener;
@@ -15,7 +17,8 @@ use super::{Failure, exit, finish};
 /// Settings come from the built-in defaults, then the config file, then the environment
 /// (`SWITCHYARD_COORDINATOR_*`, `__` between nested keys), then these flags. Once it listens it
 /// prints `switchyard coordinator listening on ADDR` on stderr. SIGTERM or Ctrl-C shuts it down
-/// gracefully (exit 0); a second one exits at once.
+/// gracefully (exit 0); a second one exits at once. With `[tls]`, SIGHUP reloads the certificates
+/// and key without dropping running work or open streams.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The coordinator.toml to read.
@@ -45,7 +48,14 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         ))
     })?;
     let address = listener.local_addr().map_err(|e| Failure::call(format!("cannot read the bound address: {e}")))?;
+    let tls = match &config.tls {
+        Some(files) => Some(switchyard_tls::Tls::load(files).map_err(|e| Failure::call(e.to_string()))?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_sighup(tls.clone()));
+    }
     // Listen before serving, so a signal during startup shuts down instead of killing us.
     match Signals::listen() {
         Ok(signals) => {
@@ -55,14 +65,30 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C and SIGTERM; they will end the coordinator abruptly")
         }
     }
-    if !address.ip().is_loopback() {
+    if !address.ip().is_loopback() && tls.is_none() {
         tracing::warn!(listen = %address, "listening on a non-loopback address without TLS (insecure = true)");
     }
     eprintln!("switchyard coordinator listening on {address}");
-    switchyard_coordinator::server::serve(listener, config, shutdown)
+    switchyard_coordinator::server::serve_with_tls(listener, config, tls, shutdown)
         .await
         .map_err(|e| Failure::call(format!("the coordinator stopped: {e}")))?;
     Ok(exit::SUCCESS)
+}
+
+/// SIGHUP reads the certificates and key again: new connections get them, open ones keep
+/// theirs. Files that cannot be used leave the previous ones in force.
+async fn reload_on_sighup(tls: Arc<switchyard_tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; certificates reload only at a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("certificates reloaded (SIGHUP)"),
+            Err(e) => tracing::error!(error = %e, "certificates not reloaded; the previous ones stay in force"),
+        }
+    }
 }
 
 /// The first signal drains and stops; a second exits at once.
