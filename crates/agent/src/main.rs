@@ -8,7 +8,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -80,26 +79,10 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(tls) = &tls {
-        tokio::spawn(reload_on_sighup(tls.clone()));
+        tokio::spawn(switchyard_tls::reload_on_sighup(tls.clone()));
     }
     switchyard_agent::server::serve_with_tls(listener, config, tls, shutdown).await.context("agent failed")?;
     Ok(())
-}
-
-/// SIGHUP reads the certificates and key again: new connections get them, open ones (running
-/// work, streams) keep theirs. A file that cannot be used leaves the old ones in force.
-async fn reload_on_sighup(tls: Arc<switchyard_tls::Tls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; certificates reload only at a restart");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("certificates reloaded (SIGHUP)"),
-            Err(e) => tracing::error!(error = %e, "certificates not reloaded; the previous ones stay in force"),
-        }
-    }
 }
 
 /// SIGTERM or Ctrl-C starts a graceful shutdown.

@@ -8,11 +8,13 @@
 
 mod certificates;
 mod connector;
+mod hangup;
 mod incoming;
 mod roles;
 
 pub use certificates::{Tls, TlsError};
 pub use connector::{Connector, TlsIo, connect, connect_lazy};
+pub use hangup::reload_on_sighup;
 pub use incoming::{Incoming, TlsConnection, incoming};
 pub use roles::{AGENT_ROLES, COORDINATOR_ROLES, Peer, Role, RoleLayer, RoleService, RoleTable, peer_from_certificate};
 pub use switchyard_settings::TlsFiles;

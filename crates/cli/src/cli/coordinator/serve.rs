@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use switchyard_coordinator::config::{CONFIG_FILE_ENV, ConfigOverrides, CoordinatorConfig};
 use tokio::net::TcpListener;
@@ -54,7 +53,7 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     };
     let shutdown = CancellationToken::new();
     if let Some(tls) = &tls {
-        tokio::spawn(reload_on_sighup(tls.clone()));
+        tokio::spawn(switchyard_tls::reload_on_sighup(tls.clone()));
     }
     // Listen before serving, so a signal during startup shuts down instead of killing us.
     match Signals::listen() {
@@ -73,22 +72,6 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         .await
         .map_err(|e| Failure::call(format!("the coordinator stopped: {e}")))?;
     Ok(exit::SUCCESS)
-}
-
-/// SIGHUP reads the certificates and key again: new connections get them, open ones keep
-/// theirs. Files that cannot be used leave the previous ones in force.
-async fn reload_on_sighup(tls: Arc<switchyard_tls::Tls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; certificates reload only at a restart");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("certificates reloaded (SIGHUP)"),
-            Err(e) => tracing::error!(error = %e, "certificates not reloaded; the previous ones stay in force"),
-        }
-    }
 }
 
 /// The first signal drains and stops; a second exits at once.
