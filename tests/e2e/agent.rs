@@ -273,6 +273,23 @@ async fn unknown_job_is_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn over_long_start_fields_are_refused_naming_the_field_and_the_limit() {
+    let ws = Workspace::new();
+    let agent = AgentProcess::setup(&ws).job("quick.toml", &quick_job("quick", "")).start().await;
+    let mut client = agent.client().await;
+    let long_caller = StartJobRequest { requested_by: "x".repeat(2000), ..start_request("quick", "alice") };
+    let long_key = StartJobRequest { idempotency_key: "k".repeat(1025), ..start_request("quick", "alice") };
+
+    let caller = start_refused(&mut client, long_caller, Code::InvalidArgument).await;
+    let key = start_refused(&mut client, long_key, Code::InvalidArgument).await;
+
+    assert!(caller.contains("requested_by is 2000 bytes") && caller.contains("field = 1024"), "{caller}");
+    assert!(key.contains("idempotency_key is 1025 bytes"), "{key}");
+    let rows = history(&mut client, "quick").await;
+    assert!(rows.is_empty(), "nothing ran: {rows:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_idempotent_start_returns_the_same_run() {
     let ws = Workspace::new();
     let gate = ws.path("GO");

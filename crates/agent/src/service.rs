@@ -53,6 +53,7 @@ impl pb::agent_server::Agent for AgentService {
             task_path: r.task_path,
             attempt: r.attempt,
         };
+        start.check(&self.runtime.config.limits).map_err(Error::InvalidArgument)?;
         // On its own task: a caller that gives up (a deadline, a reset stream) must not leave a
         // start half done, recorded and holding a slot but never run.
         let runtime = self.runtime.clone();

@@ -118,6 +118,33 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks one string field of a request (an id, a key, a caller) against `field`.
+    pub fn check_field(&self, name: &str, text: &str) -> Result<(), String> {
+        match text.len() {
+            len if len > self.field => Err(Self::refusal(name, len, "field", self.field, "bytes")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks one parameter value of `len` bytes against `value`.
+    pub fn check_value(&self, parameter: &str, len: usize) -> Result<(), String> {
+        if len > self.value {
+            let what = format!("parameter value of `{}`", parameter.chars().take(64).collect::<String>());
+            return Err(Self::refusal(&what, len, "value", self.value, "bytes"));
+        }
+        Ok(())
+    }
+
+    /// Checks how many parameters a request carries against `parameters`.
+    pub fn check_parameter_count(&self, count: usize) -> Result<(), String> {
+        match count {
+            count if count > self.parameters => {
+                Err(Self::refusal("parameters", count, "parameters", self.parameters, "parameters"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The words of a refusal: `value is 70000 bytes, over the limit value = 65536 bytes`.
     pub fn refusal(what: &str, found: usize, limit: &str, value: usize, unit: &str) -> String {
         format!("{what} is {found} {unit}, over the limit {limit} = {value} {unit} ([limits] in the config)")
@@ -179,5 +206,17 @@ mod tests {
     fn a_zero_limit_is_refused_naming_it() {
         let limits = Limits { field: 0, ..Limits::default() };
         assert_eq!(limits.check().map_err(|(k, _)| k), Err("field"));
+    }
+
+    #[test]
+    fn request_fields_values_and_counts_are_refused_naming_the_limit() {
+        let limits = Limits { field: 4, value: 8, parameters: 2, ..Limits::default() };
+        assert_eq!(limits.check_field("caller", "four"), Ok(()));
+        let field = limits.check_field("caller", "fives").expect_err("over field");
+        assert!(field.starts_with("caller is 5 bytes, over the limit field = 4 bytes"), "{field}");
+        let value = limits.check_value("region", 9).expect_err("over value");
+        assert!(value.contains("parameter value of `region` is 9 bytes") && value.contains("value = 8"), "{value}");
+        assert_eq!(limits.check_parameter_count(2), Ok(()));
+        assert!(limits.check_parameter_count(3).expect_err("over").contains("parameters = 2"));
     }
 }

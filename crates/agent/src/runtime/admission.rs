@@ -38,6 +38,28 @@ pub struct StartRequest {
     pub attempt: u32,
 }
 
+impl StartRequest {
+    /// Checks every string of the request against `[limits]` (`field` for the job, key, caller
+    /// and origin; `value` and `parameters` for the params); the refusal names the field.
+    pub fn check(&self, limits: &switchyard_settings::Limits) -> Result<(), String> {
+        limits.check_field("job", &self.job)?;
+        limits.check_field("idempotency_key", self.idempotency_key.as_deref().unwrap_or(""))?;
+        limits.check_field("requested_by", &self.requested_by)?;
+        limits.check_field("execution_id", &self.execution_id)?;
+        limits.check_field("task_path", &self.task_path)?;
+        limits.check_parameter_count(self.params.len())?;
+        for (name, value) in &self.params {
+            limits.check_field("a parameter name", name)?;
+            let len = match value {
+                serde_json::Value::String(text) => text.len(),
+                other => other.to_string().len(),
+            };
+            limits.check_value(name, len)?;
+        }
+        Ok(())
+    }
+}
+
 /// What StartJob answers.
 #[derive(Debug, Clone)]
 pub struct Accepted {

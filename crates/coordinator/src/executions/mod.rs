@@ -43,36 +43,17 @@ impl StartExecution {
     /// Checks every string of the request against `[limits]`: `value` for parameter values,
     /// `field` for the others, `parameters` for their count; the refusal names the field.
     pub fn check(&self, limits: &switchyard_settings::Limits) -> Result<(), String> {
-        use switchyard_settings::Limits;
-        let field = |name: &str, text: &str| {
-            if text.len() > limits.field {
-                Err(Limits::refusal(name, text.len(), "field", limits.field, "bytes"))
-            } else {
-                Ok(())
-            }
-        };
-        field("request_id", self.request_id.as_deref().unwrap_or(""))?;
-        field("package", &self.package)?;
-        field("caller (requested_by)", &self.caller)?;
+        limits.check_field("request_id", self.request_id.as_deref().unwrap_or(""))?;
+        limits.check_field("package", &self.package)?;
+        limits.check_field("caller (requested_by)", &self.caller)?;
         for (path, _) in &self.files {
-            field("files.path", path)?;
+            limits.check_field("files.path", path)?;
         }
-        if self.parameters.len() > limits.parameters {
-            return Err(Limits::refusal(
-                "parameters",
-                self.parameters.len(),
-                "parameters",
-                limits.parameters,
-                "parameters",
-            ));
-        }
+        limits.check_parameter_count(self.parameters.len())?;
         for parameter in &self.parameters {
             let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
-            field("a parameter name", name)?;
-            if value.len() > limits.value {
-                let what = format!("parameter value of `{}`", name.chars().take(64).collect::<String>());
-                return Err(Limits::refusal(&what, value.len(), "value", limits.value, "bytes"));
-            }
+            limits.check_field("a parameter name", name)?;
+            limits.check_value(name, value.len())?;
         }
         Ok(())
     }
