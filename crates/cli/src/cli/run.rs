@@ -183,3 +183,21 @@ impl CancelSignals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_secret_env;
+
+    #[test]
+    fn secret_parameters_come_from_the_environment_unless_set() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("p.toml");
+        let text = "[package]\nname = \"p\"\n[parameters]\nplain = \"\"\n[parameters.db_token]\nsecret = true\n";
+        std::fs::write(&path, text).expect("write");
+        let package = switchyard_package::load_package(&path).expect("loads").package;
+        let env = |name: &str| (name == "SWITCHYARD_PARAM_DB_TOKEN").then(|| "from-env".to_string());
+        assert_eq!(with_secret_env(&package, vec![], env), ["db_token=from-env"]);
+        assert_eq!(with_secret_env(&package, vec!["db_token=given".into()], env), ["db_token=given"]);
+        assert!(with_secret_env(&package, vec![], |_| None).is_empty());
+    }
+}
