@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use switchyard_tests::{COMMAND_DEADLINE, CommandOutput, RunningProcess, Workspace, switchyard_command};
+use switchyard_proto::WatchExecutionRequest;
+use switchyard_tests::{COMMAND_DEADLINE, CommandOutput, RunningProcess, Workspace, switchyard_command, within};
 
 use crate::coordinator::{AGENTS, Cluster, only_child};
 use crate::run_cli::task;
@@ -168,4 +169,41 @@ async fn a_run_on_a_coordinator_stores_and_shows_the_secret_nowhere() {
     {
         assert_not_shown(what, &log);
     }
+}
+
+/// The secret lives only in the coordinator's memory: after a restart, its execution cannot
+/// resume, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_with_a_secret_does_not_resume_after_a_coordinator_restart() {
+    let mut cluster = Cluster::setup(Workspace::new()).start().await;
+    let text = "[package]\nname = \"secret-held\"\n[parameters.token]\nsecret = true\n\n[[tasks]]\nname = \"Hold\"\nkind = \"process\"\ncommand = [\"sh\", \"-c\", \"sleep 30\", \"{{ params.token }}\"]\n";
+    let package = cluster.package("held.toml", text).to_string_lossy().into_owned();
+    let args = vec!["run".into(), package, "--coordinator".into(), cluster.address(), "--detach".into()];
+    let detached = switchyard_with_secret(args, Some(SECRET)).await;
+    detached.assert_exit(0);
+    let execution_id = detached.stdout.trim().to_string();
+    wait_for_event(&cluster, &execution_id, "task_started").await;
+
+    cluster.kill9_and_restart_coordinator().await;
+    let execution = cluster.wait_for_end(&execution_id).await;
+    assert_eq!(execution.status, "ended_unexpectedly", "{execution:?}");
+    let said = wait_for_event(&cluster, &execution_id, "not_resumed").await;
+    assert!(said.contains("secret parameters (token)") && said.contains("run it again"), "{said}");
+    assert_no_file_holds_the_secret(cluster.coordinator.folder());
+}
+
+/// Waits for the execution's first event of `kind`; returns its message.
+async fn wait_for_event(cluster: &Cluster, execution_id: &str, kind: &str) -> String {
+    let request = WatchExecutionRequest { execution_id: execution_id.to_string(), after_sequence: 0 };
+    let mut events = cluster.client.clone().watch_execution(request).await.expect("WatchExecution").into_inner();
+    within(crate::agent::WAIT, &format!("a {kind} event"), async {
+        loop {
+            match events.message().await.expect("the event stream") {
+                Some(event) if event.kind == kind => break event.message,
+                Some(_) => {}
+                None => panic!("no {kind} event"),
+            }
+        }
+    })
+    .await
 }
