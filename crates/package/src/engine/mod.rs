@@ -109,7 +109,8 @@ impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("execution_id", &self.execution_id)
-            .field("parameters", &self.parameters)
+            // Names only: values may be secret.
+            .field("parameters", &self.parameters.keys().collect::<Vec<_>>())
             .field("max_concurrent", &self.max_concurrent)
             .finish_non_exhaustive()
     }
