@@ -21,4 +21,5 @@ mod failures_starts;
 mod limits;
 mod nemesis;
 mod run_cli;
+mod secrets;
 mod tls;

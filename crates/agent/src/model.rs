@@ -129,8 +129,12 @@ pub struct RunRecord {
     pub task_path: String,
     /// The coordinator attempt number.
     pub attempt: u32,
-    /// Parameters for the job's child packages.
+    /// Parameters for the job's child packages, the secret ones shown as `***`.
     pub params: Map,
+    /// The clear values of the params the start marked secret: kept only in memory, for the
+    /// run's steps (never stored, never in a reply).
+    #[serde(skip)]
+    pub secrets: Map,
     /// When StartJob accepted it.
     pub accepted_at: DateTime<Utc>,
     /// When its first step started.

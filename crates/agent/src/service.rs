@@ -52,6 +52,7 @@ impl pb::agent_server::Agent for AgentService {
             execution_id: r.execution_id,
             task_path: r.task_path,
             attempt: r.attempt,
+            secret_params: r.secret_params,
         };
         start.check(&self.runtime.config.limits).map_err(Error::InvalidArgument)?;
         // On its own task: a caller that gives up (a deadline, a reset stream) must not leave a

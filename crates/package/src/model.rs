@@ -25,13 +25,22 @@ pub struct Package {
     pub max_concurrent: i64,
     /// MaximumErrorCount of the package; 0 is unlimited.
     pub max_errors: u32,
-    /// Parameters with their defaults, in file order.
+    /// Parameters with their defaults, in file order. A secret parameter has no default: its
+    /// entry is null until `--set` or `SWITCHYARD_PARAM_<NAME>` gives it a value.
     pub parameters: Map,
+    /// The names of the parameters declared `[parameters.NAME] secret = true`, in file order:
+    /// their values are shown as `***` everywhere the run is recorded (DESIGN.md §11).
+    pub secrets: Vec<String>,
     /// The top-level control flow.
     pub tasks: Vec<Task>,
 }
 
 impl Package {
+    /// True when `name` is declared `secret = true`.
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.secrets.iter().any(|s| s == name)
+    }
+
     /// The concurrency limit this package runs with on this machine.
     pub fn effective_max_concurrent(&self, override_: Option<i64>) -> usize {
         resolve_max_concurrent(override_.unwrap_or(self.max_concurrent))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use switchyard_package::engine::{ProcessEvent, RunOptions, run_package};
+use switchyard_package::engine::{Masker, ProcessEvent, RunOptions, run_package, value_text};
 use switchyard_package::expr::Map;
 use switchyard_package::load::LoadOptions;
 use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
@@ -124,6 +124,10 @@ pub(crate) async fn run_attempt(
     if cancel.is_cancelled() {
         result.status = HistoryStatus::Canceled;
     }
+    // What is recorded (history rows, captured output) never shows a secret.
+    let masker = Masker::new(record.secrets.values().map(value_text));
+    masker.mask_in_place(&mut result.message);
+    let (stdout, stderr) = (masker.mask(&stdout), masker.mask(&stderr));
     let output = StepOutputRecord {
         run_id: record.run_id.clone(),
         step_id: step.id,
@@ -232,7 +236,7 @@ async fn run_package_step(
     // Step params are defaults; the start's params override them. Each package takes the
     // parameters it declares: a job's params may be meant for another of its steps.
     let mut parameters = Map::new();
-    for (name, value) in step_params.iter().chain(record.params.iter()) {
+    for (name, value) in step_params.iter().chain(record.params.iter()).chain(record.secrets.iter()) {
         if package.parameters.contains_key(name) {
             parameters.insert(name.clone(), value.clone());
         }
@@ -246,6 +250,7 @@ async fn run_package_step(
         process_observer: Some(groups.observer()),
         limits: host.config().limits.clone(),
         package_root: Some(root),
+        secrets: record.secrets.values().map(value_text).collect(),
         ..RunOptions::default()
     };
     let run = run_package(package, options).await;

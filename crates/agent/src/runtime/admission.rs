@@ -36,6 +36,9 @@ pub struct StartRequest {
     pub task_path: String,
     /// See `execution_id`.
     pub attempt: u32,
+    /// The names of `params` whose values are secret: recorded as `***`, kept in clear only in
+    /// memory for the run.
+    pub secret_params: Vec<String>,
 }
 
 impl StartRequest {
@@ -157,7 +160,13 @@ impl AgentRuntime {
             execution_id: request.execution_id.clone(),
             task_path: request.task_path.clone(),
             attempt: request.attempt,
-            params: request.params.clone(),
+            params: shown_params(&request.params, &request.secret_params),
+            secrets: request
+                .params
+                .iter()
+                .filter(|(name, _)| request.secret_params.contains(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
             accepted_at: now,
             started_at: None,
             ended_at: None,
@@ -289,4 +298,15 @@ fn packages_of(job: &JobDefinition) -> Vec<String> {
             crate::jobs::StepWork::Command { .. } => None,
         })
         .collect()
+}
+
+/// `params` as recorded: the secret ones shown as `***`.
+fn shown_params(params: &Map, secret: &[String]) -> Map {
+    let mut shown = params.clone();
+    for (name, value) in shown.iter_mut() {
+        if secret.contains(name) {
+            *value = serde_json::Value::String(switchyard_package::engine::MASK.to_string());
+        }
+    }
+    shown
 }

@@ -187,6 +187,7 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         task_path: row.get(7)?,
         attempt: row.get(8)?,
         params: from_json(row, 9)?,
+        secrets: Default::default(),
         accepted_at: time(row, 10)?,
         started_at: optional_time(row, 11)?,
         ended_at: optional_time(row, 12)?,

@@ -26,6 +26,7 @@ pub(super) fn run_record(run_id: &str, job: &str, key: Option<&str>) -> RunRecor
         execution_id: "exec-1".to_owned(),
         task_path: "Load files[2]/Copy".to_owned(),
         attempt: 2,
+        secrets: Default::default(),
         params: [("region".to_owned(), json!("eu")), ("batch".to_owned(), json!({"size": 3}))].into_iter().collect(),
         accepted_at: at(0),
         started_at: None,

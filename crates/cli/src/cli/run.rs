@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use switchyard_package::engine::{RunOptions, bind_parameters, run_package};
+use switchyard_package::engine::{RunOptions, bind_parameters, run_package, secret_env_var};
 use switchyard_package::{LoadError, load_package};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ pub struct RunArgs {
 }
 
 /// Runs the command; returns dtexec's exit code.
-pub async fn run(args: RunArgs) -> u8 {
+pub async fn run(mut args: RunArgs) -> u8 {
     if let Some(usage) = &args.restart {
         eprintln!("error: `--restart {usage}` is not supported yet (checkpoints are not built); run without it");
         return exit::BAD_COMMAND_LINE;
@@ -60,6 +60,7 @@ pub async fn run(args: RunArgs) -> u8 {
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
     }
+    args.sets = with_secret_env(&loaded.package, std::mem::take(&mut args.sets), |name| std::env::var(name).ok());
     let parameters = match bind_parameters(&loaded.package, &args.sets) {
         Ok(p) => p,
         Err(e) => {
@@ -109,6 +110,22 @@ pub async fn run(args: RunArgs) -> u8 {
         print!("{}", progress::summary(&run));
     }
     run.status.exit_code() as u8
+}
+
+/// `sets` with `name=value` added for each secret parameter they do not set whose
+/// `SWITCHYARD_PARAM_<NAME>` variable (read through `env`) is set: `--set` wins.
+pub fn with_secret_env(
+    package: &switchyard_package::Package,
+    mut sets: Vec<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    for name in &package.secrets {
+        let named = sets.iter().any(|set| set.split_once('=').is_some_and(|(n, _)| n.trim() == name));
+        if !named && let Some(value) = env(&secret_env_var(name)) {
+            sets.push(format!("{name}={value}"));
+        }
+    }
+    sets
 }
 
 /// Prints why a package did not load and returns the matching exit code (4 or 5).
@@ -164,5 +181,23 @@ impl CancelSignals {
                 std::process::exit(i32::from(exit::CANCELED));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_secret_env;
+
+    #[test]
+    fn secret_parameters_come_from_the_environment_unless_set() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("p.toml");
+        let text = "[package]\nname = \"p\"\n[parameters]\nplain = \"\"\n[parameters.db_token]\nsecret = true\n";
+        std::fs::write(&path, text).expect("write");
+        let package = switchyard_package::load_package(&path).expect("loads").package;
+        let env = |name: &str| (name == "SWITCHYARD_PARAM_DB_TOKEN").then(|| "from-env".to_string());
+        assert_eq!(with_secret_env(&package, vec![], env), ["db_token=from-env"]);
+        assert_eq!(with_secret_env(&package, vec!["db_token=given".into()], env), ["db_token=given"]);
+        assert!(with_secret_env(&package, vec![], |_| None).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! After a restart: executions the previous process left running resume from their stored
-//! events and child records; one that cannot (its package files are gone or unreadable) is
-//! marked ended_unexpectedly with the reason, and its orphaned children are stopped.
+//! events and child records; one that cannot (its package files are gone or unreadable, or it
+//! has secret parameters, whose values are never stored) is marked ended_unexpectedly with the
+//! reason, and its orphaned children are stopped.
 
 use std::sync::Arc;
 
@@ -37,6 +38,15 @@ impl Executions {
             let dir = self.inner.data_dir.join("executions").join(&execution.execution_id);
             let file = dir.join(&execution.package_file);
             match load_package_with(&file, &self.load_options(&dir)) {
+                Ok(loaded) if !loaded.package.secrets.is_empty() => {
+                    let reason = format!(
+                        "it has secret parameters ({}), whose values were kept only in the previous process's memory; it cannot resume: run it again",
+                        loaded.package.secrets.join(", ")
+                    );
+                    tracing::warn!(execution = %execution.execution_id, %reason, "execution ended unexpectedly");
+                    self.close_unresumable(execution, &events, &reason).await?;
+                    ended += 1;
+                }
                 Ok(loaded) => {
                     let prior = PriorAttempts::new(self.inner.store.children(&execution.execution_id).await?);
                     let resume = Resume::from_events(&events);

@@ -10,7 +10,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use switchyard_package::LoadError;
-use switchyard_package::engine::{Event, ExecutionStatus, RunOptions, bind_parameters, run_package};
+use switchyard_package::engine::{
+    Event, ExecutionStatus, Masker, RunOptions, bind_parameters, masked_parameters, run_package, secret_values,
+};
 use switchyard_package::load::{LoadOptions, load_package_with};
 
 use super::{Executions, Live, StartExecution};
@@ -47,6 +49,9 @@ impl Executions {
         for (k, v) in &parameters {
             all_parameters.insert(k.clone(), v.clone());
         }
+        // Secret values stay in this process's memory: the record shows `***`.
+        let masker = Masker::new(secret_values(&package, &all_parameters));
+        let all_parameters = masked_parameters(&package, &all_parameters, &masker);
         let record = ExecutionRecord {
             execution_id: execution_id.clone(),
             request_id: request.request_id.clone().filter(|r| !r.is_empty()),

@@ -346,6 +346,7 @@ impl AgentJobs {
             execution_id: request.execution_id.clone(),
             task_path: request.task_path.clone(),
             attempt,
+            secret_params: request.secret_params.clone(),
         };
         loop {
             let mut call = tonic::Request::new(message.clone());

@@ -1,11 +1,12 @@
 //! The ordered event log of a run: what started and ended, when, and how.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::report::{ExecutionStatus, rfc3339};
+use super::secrets::Masker;
 use crate::model::{TaskKind, TaskResult};
 
 /// One entry of the event log.
@@ -120,10 +121,13 @@ fn static_kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error
 /// Called for every event as it is recorded (live progress).
 pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// The run's event log: appends are ordered and numbered under one short lock.
+/// The run's event log: appends are ordered and numbered under one short lock. Every text an
+/// event carries is masked with the run's secret values before anyone sees it.
 pub struct EventLog {
     events: Mutex<Vec<Event>>,
     observer: Option<EventObserver>,
+    /// The secret values of the package and its child packages run in process.
+    masker: RwLock<Masker>,
     /// The sequence the log continues after (the events an earlier run of a resumed execution
     /// stored); 0 for a new run.
     after: u64,
@@ -137,11 +141,41 @@ impl EventLog {
 
     /// An empty log whose first event is numbered `after + 1`.
     pub fn continuing(observer: Option<EventObserver>, after: u64) -> Self {
-        Self { events: Mutex::new(Vec::new()), observer, after }
+        Self { events: Mutex::new(Vec::new()), observer, after, masker: RwLock::new(Masker::default()) }
+    }
+
+    /// Adds secret values to mask in this log's events (and [`EventLog::mask`]).
+    pub fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
+        self.masker.write().unwrap_or_else(|poisoned| poisoned.into_inner()).add(values);
+    }
+
+    /// A copy of the secret values this log masks.
+    pub fn masker(&self) -> Masker {
+        self.masker.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// `text` with the run's secret values shown as `***`.
+    pub fn mask(&self, text: &str) -> String {
+        self.masker.read().unwrap_or_else(|poisoned| poisoned.into_inner()).mask(text)
     }
 
     /// Records an event now.
-    pub fn emit(&self, path: &str, kind: EventKind) {
+    pub fn emit(&self, path: &str, mut kind: EventKind) {
+        {
+            let masker = self.masker.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !masker.is_empty() {
+                match &mut kind {
+                    EventKind::TaskFinished { message, output, .. } => {
+                        masker.mask_in_place(message);
+                        masker.mask_in_place(output);
+                    }
+                    EventKind::TaskNotRun { reason } | EventKind::NotResumed { reason } => {
+                        masker.mask_in_place(reason);
+                    }
+                    _ => {}
+                }
+            }
+        }
         let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let seq = self.after + events.len() as u64 + 1;
         let event = Event { seq, at: Utc::now(), path: path.to_string(), kind };

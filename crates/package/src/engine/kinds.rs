@@ -120,11 +120,18 @@ pub(crate) fn run_kind<'a>(
                     Ok(p) => p,
                     Err(e) => return KindOutcome::failure(e),
                 };
+                let masker = shared.events.masker();
+                let secret_params = params
+                    .iter()
+                    .filter(|(_, v)| masker.reveals(&super::secrets::value_text(v)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 let request = AgentJobRequest {
                     execution_id: shared.execution_id.clone(),
                     task_path: path.to_string(),
                     task: job.clone(),
                     params,
+                    secret_params,
                     package_slot: permit,
                     cancel: cancel.clone(),
                 };
@@ -302,6 +309,14 @@ async fn run_child_package(
             Err(e) => return KindOutcome::failure(format!("params.{name}: {e}")),
         }
     }
+    let missing = super::secrets::missing_secrets(&child, &parameters);
+    if !missing.is_empty() {
+        return KindOutcome::failure(format!(
+            "child package \"{}\" needs its secret parameters {}: pass them in params",
+            child.name,
+            missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let options = RunOptions {
         execution_id: shared.execution_id.clone(),
         parameters,
@@ -315,6 +330,7 @@ async fn run_child_package(
         resume: None,
         limits: shared.limits.clone(),
         package_root: shared.package_root.clone(),
+        secrets: Vec::new(),
     };
     let prefix = format!("{}{path}/", shared.event_prefix);
     let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix)).await;

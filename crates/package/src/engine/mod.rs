@@ -11,6 +11,7 @@ mod precedence;
 mod report;
 mod resume;
 mod scope;
+mod secrets;
 mod task;
 
 use std::future::Future;
@@ -26,9 +27,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use events::{Event, EventKind, EventLog, EventObserver};
-pub use params::{ParameterError, bind_parameters};
+pub use params::{ParameterError, bind_parameters, secret_env_var};
 pub use report::{ChildRecord, ChildStatus, ExecutionStatus, PackageRun, TaskRecord, rfc3339, rfc3339_opt};
 pub use resume::Resume;
+pub use secrets::{MASK, Masker, masked_parameters, missing_secrets, secret_values, value_text};
 
 use crate::expr::Map;
 use crate::model::{AgentJobTask, Package, TaskResult};
@@ -66,6 +68,9 @@ pub struct RunOptions {
     /// Set by servers (the coordinator: the execution's folder; an agent: packages_dir): child
     /// packages must resolve inside it (see [`crate::load::LoadOptions::root`]).
     pub package_root: Option<PathBuf>,
+    /// Values to show as `***` beyond the package's own secret parameters (an agent running a
+    /// job whose parameters the coordinator marked secret).
+    pub secrets: Vec<String>,
 }
 
 /// What a [`ProcessObserver`] is told.
@@ -95,6 +100,7 @@ impl Default for RunOptions {
             resume: None,
             limits: Limits::default(),
             package_root: None,
+            secrets: Vec::new(),
         }
     }
 }
@@ -103,7 +109,8 @@ impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("execution_id", &self.execution_id)
-            .field("parameters", &self.parameters)
+            // Names only: values may be secret.
+            .field("parameters", &self.parameters.keys().collect::<Vec<_>>())
             .field("max_concurrent", &self.max_concurrent)
             .finish_non_exhaustive()
     }
@@ -117,8 +124,11 @@ pub struct AgentJobRequest {
     pub task_path: String,
     /// The task as written.
     pub task: AgentJobTask,
-    /// Parameters for the job, templates evaluated.
+    /// Parameters for the job, templates evaluated (secret values in clear: the job needs them).
     pub params: Map,
+    /// The names of `params` whose values hold a secret: whoever records the job shows them
+    /// as `***`.
+    pub secret_params: Vec<String>,
     /// The package slot the task holds: drop it once the start is accepted, so a task that
     /// waits for its child holds the agent's slot, not the package's.
     pub package_slot: Option<OwnedSemaphorePermit>,
@@ -189,6 +199,7 @@ pub(crate) async fn run_with_log(
     for (k, v) in &options.parameters {
         parameters.insert(k.clone(), v.clone());
     }
+    events.add_secrets(secret_values(&package, &parameters).into_iter().chain(options.secrets.iter().cloned()));
     let slots = package.effective_max_concurrent(options.max_concurrent);
     let shared = Arc::new(RunShared {
         execution_id: options.execution_id.clone(),
@@ -237,7 +248,7 @@ pub(crate) async fn run_with_log(
         started_at,
         ended_at: Utc::now(),
         duration_ms,
-        parameters,
+        parameters: masked_parameters(&package, &parameters, &shared.events.masker()),
         tasks: outcome.records,
         children: outcome.children,
         events: Vec::new(),

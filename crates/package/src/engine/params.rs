@@ -29,10 +29,23 @@ pub enum ParameterError {
         /// Why.
         reason: String,
     },
+    /// A secret parameter was given no value.
+    #[error("secret parameter `{name}` has no value: pass --set {name}=... or set {env}", env = secret_env_var(name))]
+    MissingSecret {
+        /// The parameter.
+        name: String,
+    },
+}
+
+/// The environment variable a secret parameter's value can come from: `SWITCHYARD_PARAM_` and
+/// the name in upper case (`db_password` reads `SWITCHYARD_PARAM_DB_PASSWORD`).
+pub fn secret_env_var(name: &str) -> String {
+    format!("SWITCHYARD_PARAM_{}", name.to_ascii_uppercase())
 }
 
 /// Parses `name=value` pairs and converts each value to the type of the parameter's default
 /// (a string stays a string; integers, floats, booleans parse; lists and tables parse as JSON).
+/// Every secret parameter must get a value; a secret's value is never echoed in an error.
 pub fn bind_parameters(package: &Package, sets: &[String]) -> Result<Map, ParameterError> {
     let mut bound = Map::new();
     for set in sets {
@@ -46,9 +59,10 @@ pub fn bind_parameters(package: &Package, sets: &[String]) -> Result<Map, Parame
                 known: if known.is_empty() { "none".into() } else { known.join(", ") },
             });
         };
+        let shown = if package.is_secret(name) { super::MASK } else { value };
         let bad = |reason: &str| ParameterError::BadValue {
             name: name.to_string(),
-            value: value.to_string(),
+            value: shown.to_string(),
             reason: reason.to_string(),
         };
         let typed = match default {
@@ -81,6 +95,9 @@ pub fn bind_parameters(package: &Package, sets: &[String]) -> Result<Map, Parame
             }
         };
         bound.insert(name.to_string(), typed);
+    }
+    if let Some(name) = super::missing_secrets(package, &bound).into_iter().next() {
+        return Err(ParameterError::MissingSecret { name });
     }
     Ok(bound)
 }

@@ -106,7 +106,8 @@ fn finish(
     outcome: KindOutcome,
 ) -> TaskOutcome {
     let raw = outcome.result;
-    let mut message = outcome.message;
+    let mut message = shared.events.mask(&outcome.message);
+    let shown_output = shared.events.mask(&outcome.output);
     let result = match (task.force_result, raw) {
         (Some(forced), TaskResult::Success | TaskResult::Failure | TaskResult::Completion) if forced != raw => {
             message = format!("{message} (result {raw} forced to {forced})");
@@ -137,7 +138,7 @@ fn finish(
             duration_ms,
             message: message.clone(),
             exit_code: outcome.exit_code,
-            output: outcome.output.clone(),
+            output: shown_output,
             agent: outcome.agent.clone(),
         },
     );
@@ -188,6 +189,7 @@ pub(crate) fn failed_without_running(shared: &RunShared, task: &Task, path: &str
 
 /// A task that never ran, with everything inside it.
 pub(crate) fn not_run(shared: &RunShared, task: &Task, path: &str, reason: String) -> TaskOutcome {
+    let reason = shared.events.mask(&reason);
     shared.events.emit(&format!("{}{path}", shared.event_prefix), EventKind::TaskNotRun { reason: reason.clone() });
     let mut records = vec![TaskRecord {
         path: path.to_string(),

@@ -211,6 +211,7 @@ fn read_document(
         max_concurrent: -1,
         max_errors: 1,
         parameters: Map::new(),
+        secrets: Vec::new(),
         tasks: Vec::new(),
     };
     if let Some(header) = header
@@ -233,7 +234,14 @@ fn read_document(
                 reader.error(&key.span(), &field, "parameter names must be identifiers (letters, digits and `_`, not starting with a digit) so expressions can say params.<name>");
                 continue;
             }
-            if let Some(v) = reader.json(value, &field) {
+            if let Some(table) = value.get_ref().as_table()
+                && table.get("secret").is_some()
+            {
+                if read_secret(reader, Fields::new(table, value.span(), field)) {
+                    package.parameters.insert(name.clone(), serde_json::Value::Null);
+                    package.secrets.push(name);
+                }
+            } else if let Some(v) = reader.json(value, &field) {
                 package.parameters.insert(name, v);
             }
         }
@@ -282,6 +290,33 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
     tasks::read_transaction(reader, &mut fields);
     fields.refuse_unsupported(reader, &["checkpoint"], "checkpoints come with restartable packages");
     fields.finish(reader, "in [package] (expected name, description, max_concurrent, max_errors)");
+}
+
+/// Reads `[parameters.NAME]` with a `secret` key: `secret = true` and nothing else (a secret's
+/// value comes from `--set` or the environment, never from the file). True when it is a secret.
+fn read_secret(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>) -> bool {
+    let path = fields.path_of("secret");
+    let secret = match fields.take("secret") {
+        Some(v) => {
+            match reader.boolean(v, &path) {
+                Some(true) => true,
+                Some(false) => {
+                    reader.error(&v.span(), &path, "only `secret = true` is allowed here: write `name = default` for a parameter that is not secret");
+                    false
+                }
+                None => false,
+            }
+        }
+        None => false,
+    };
+    for key in ["value", "default"] {
+        if let Some(v) = fields.take(key) {
+            let message = "a secret parameter has no value in the file: give it with --set or SWITCHYARD_PARAM_<NAME>";
+            reader.error(&v.span(), &fields.path_of(key), message);
+        }
+    }
+    fields.finish(reader, "in a secret parameter (expected secret = true)");
+    secret
 }
 
 /// The tasks of a file, containers' tasks included.

@@ -16,7 +16,7 @@ use super::package_files::{common_folder, normalize, package_tree, read_files, w
 use super::report::fetch_report;
 use super::signals::Signals;
 use super::{Failure, exit, exit_code_for_status, finish, print_json};
-use crate::cli::run::{RunArgs, report_load_error};
+use crate::cli::run::{RunArgs, report_load_error, with_secret_env};
 
 /// Retries of a submission that met a transport error, with the same request id.
 const START_RETRIES: u32 = 3;
@@ -26,7 +26,7 @@ pub async fn run(args: RunArgs) -> u8 {
     finish(run_on_coordinator(args).await)
 }
 
-async fn run_on_coordinator(args: RunArgs) -> Result<u8, Failure> {
+async fn run_on_coordinator(mut args: RunArgs) -> Result<u8, Failure> {
     let Some(address) = args.coordinator.as_deref() else {
         return Err(Failure::usage(
             "--detach needs --coordinator ADDR: only an execution on a coordinator can be left running",
@@ -54,6 +54,7 @@ async fn run_on_coordinator(args: RunArgs) -> Result<u8, Failure> {
     for warning in loaded.warnings.warnings() {
         eprintln!("{warning}");
     }
+    args.sets = with_secret_env(&loaded.package, std::mem::take(&mut args.sets), |name| std::env::var(name).ok());
     bind_parameters(&loaded.package, &args.sets).map_err(|e| Failure::usage(e.to_string()))?;
     let start = start_request(&args, &loaded.package)?;
     let interrupted = CancellationToken::new();
