@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use switchyard_agent::config::{AgentConfig, ConfigOverrides};
+use switchyard_settings::Settings;
 
 /// Switchyard agent: runs jobs whose steps run child packages or commands.
 #[derive(Debug, Parser)]

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use switchyard_agent::config::{AgentConfig, ConfigOverrides as AgentOverrides};
 use switchyard_coordinator::config::{ConfigOverrides as CoordinatorOverrides, CoordinatorConfig};
+use switchyard_settings::Settings;
 
 /// One ```toml block and what its marker says.
 struct Block {

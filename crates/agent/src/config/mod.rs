@@ -2,7 +2,7 @@
 //! `SWITCHYARD_AGENT_*` environment variables, then command-line flags; then `validate()`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -161,24 +161,6 @@ pub struct ConfigOverrides {
 }
 
 impl AgentConfig {
-    /// Layers built-in defaults, the file (optional), environment `SWITCHYARD_AGENT_*` (`__`
-    /// separates nested keys; `SWITCHYARD_AGENT_LABELS` is a comma-separated list) and the flags;
-    /// resolves relative paths against the file's folder (the current dir without a file), then
-    /// validates.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-        overrides: ConfigOverrides,
-    ) -> Result<AgentConfig, ConfigError> {
-        <Self as Settings>::load(file, env, overrides)
-    }
-
-    /// Rules across fields: a valid name, a data dir, at least one slot, a loopback `listen`
-    /// unless `[tls]` or `insecure`, a valid coordinator address and labels, history limits.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        <Self as Settings>::validate(self)
-    }
-
     /// Trims labels and drops empty ones (an empty variable clears them); an empty coordinator
     /// is none.
     fn normalize(&mut self) {
@@ -190,6 +172,12 @@ impl AgentConfig {
     }
 }
 
+/// `AgentConfig::load(file, env, flags)` (the [`Settings`] trait) layers built-in defaults, the
+/// file (optional), environment `SWITCHYARD_AGENT_*` (`__` separates nested keys;
+/// `SWITCHYARD_AGENT_LABELS` is a comma-separated list) and the flags, resolves relative paths
+/// against the file's folder, then checks the rules across fields: a valid name, a data dir, at
+/// least one slot, a loopback `listen` unless `[tls]` or `insecure`, a valid coordinator address
+/// and labels, history limits.
 impl Settings for AgentConfig {
     type Flags = ConfigOverrides;
 

@@ -26,6 +26,7 @@ use switchyard_coordinator::registry::AgentState;
 use switchyard_coordinator::server::Coordinator;
 use switchyard_package::engine::{ChildRecord, ChildStatus, ExecutionStatus};
 use switchyard_proto as pb;
+use switchyard_settings::Settings;
 
 use super::demo::say;
 use super::exit;

@@ -13,6 +13,7 @@ use switchyard_coordinator::config::{ConfigOverrides, CoordinatorConfig};
 use switchyard_coordinator::launcher::AgentJobs;
 use switchyard_coordinator::registry::{AgentSource, AgentState, Registry, RegistrySettings};
 use switchyard_package::engine::AgentJobLauncher;
+use switchyard_settings::Settings;
 
 /// Builds a launcher over the agents of `config_file`, waiting (bounded) until each answered or
 /// was found down, so the first placements see real loads.

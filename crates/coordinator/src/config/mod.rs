@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -118,26 +118,12 @@ pub struct ConfigOverrides {
     pub placement: Option<PlacementStrategy>,
 }
 
-impl CoordinatorConfig {
-    /// Layers built-in defaults, the file (optional), environment `SWITCHYARD_COORDINATOR_*`
-    /// (`__` separates nested keys) and the flags; resolves a relative `data_dir` against the
-    /// file's folder (the current dir without a file), then validates.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-        overrides: ConfigOverrides,
-    ) -> Result<CoordinatorConfig, ConfigError> {
-        <Self as Settings>::load(file, env, overrides)
-    }
-
-    /// Rules across fields: a data dir, a loopback `listen` unless `[tls]` or `insecure`, positive
-    /// durations with `heartbeat_interval` below `down_after`, and agents with unique valid
-    /// names, reachable addresses and valid labels.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        <Self as Settings>::validate(self)
-    }
-}
-
+/// `CoordinatorConfig::load(file, env, flags)` (the [`Settings`] trait) layers built-in defaults,
+/// the file (optional), environment `SWITCHYARD_COORDINATOR_*` (`__` separates nested keys) and
+/// the flags, resolves a relative `data_dir` against the file's folder, then checks the rules
+/// across fields: a data dir, a loopback `listen` unless `[tls]` or `insecure`, positive
+/// durations with `heartbeat_interval` below `down_after`, and agents with unique valid names,
+/// reachable addresses and valid labels.
 impl Settings for CoordinatorConfig {
     type Flags = ConfigOverrides;
 

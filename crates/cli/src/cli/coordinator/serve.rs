@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::signals::Signals;
 use super::{Failure, exit, finish};
+use switchyard_settings::Settings;
 
 /// Arguments of `switchyard serve`.
 ///
