@@ -48,7 +48,8 @@ impl Executions {
                     ended += 1;
                 }
                 Ok(loaded) => {
-                    let prior = PriorAttempts::new(self.inner.store.children(&execution.execution_id).await?);
+                    let children = self.inner.store.children(&execution.execution_id).await?;
+                    let prior = PriorAttempts::new(children, started_not_ended(&events));
                     let resume = Resume::from_events(&events);
                     tracing::info!(
                         execution = %execution.execution_id, replayed = resume.replayed(),
@@ -143,4 +144,21 @@ impl Executions {
         }
         Ok(())
     }
+}
+
+/// The paths of the tasks the events show started and not ended: what was running at the restart.
+fn started_not_ended(events: &[Event]) -> std::collections::HashSet<String> {
+    let mut running = std::collections::HashSet::new();
+    for event in events {
+        match &event.kind {
+            EventKind::TaskStarted { .. } => {
+                running.insert(event.path.clone());
+            }
+            EventKind::TaskFinished { .. } | EventKind::TaskNotRun { .. } => {
+                running.remove(&event.path);
+            }
+            _ => {}
+        }
+    }
+    running
 }

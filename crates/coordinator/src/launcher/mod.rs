@@ -94,7 +94,7 @@ impl AgentJobs {
         let queue_deadline = Instant::now() + task.queue_timeout;
         // Resumed after a restart: the first attempt without a stored record may have been in
         // flight, and is looked for on the agents by its key.
-        let mut look_on_agents = self.prior.is_some();
+        let mut look_on_agents = self.prior.as_ref().is_some_and(|p| p.was_in_flight(&request.task_path));
         let mut last_was_earlier = false;
         for attempt in 0..=task.retries {
             let key = format!("{}/{}/{attempt}", request.execution_id, request.task_path);

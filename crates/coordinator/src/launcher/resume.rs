@@ -5,7 +5,7 @@
 //! every agent the task could have used says it holds no run under that key, and an agent that
 //! cannot say is told to supersede the key if it ever accepts it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use switchyard_package::TaskResult;
 use switchyard_package::engine::{AgentJobOutcome, AgentJobRequest, ChildRecord, ChildStatus};
@@ -16,21 +16,31 @@ use tonic::Code;
 use super::{AgentJobs, AttemptEnd, child_record};
 use crate::model::ChildRunRecord;
 
-/// The child runs an execution's tasks had started before the restart, by task path and attempt.
+/// The child runs an execution's tasks had started before the restart, by task path and attempt,
+/// and the tasks that were running then.
 #[derive(Debug, Default)]
 pub struct PriorAttempts {
     by_task: HashMap<String, HashMap<u32, ChildRunRecord>>,
+    in_flight: HashSet<String>,
 }
 
 impl PriorAttempts {
     /// From the execution's stored child records (a later record of an attempt replaces one
-    /// stored before it).
-    pub fn new(children: Vec<ChildRunRecord>) -> Self {
+    /// stored before it) and the paths of the tasks its events show started and not ended.
+    pub fn new(children: Vec<ChildRunRecord>, in_flight: HashSet<String>) -> Self {
         let mut by_task: HashMap<String, HashMap<u32, ChildRunRecord>> = HashMap::new();
         for child in children.into_iter().filter(|c| !c.agent.is_empty()) {
             by_task.entry(child.task_path.clone()).or_default().insert(child.attempt, child);
         }
-        Self { by_task }
+        Self { by_task, in_flight }
+    }
+
+    /// True when the task, or a task holding it (a child package, a container), was running at
+    /// the restart: only such a task can have a start in flight that no record shows, so only
+    /// its agents are asked by key (a task that had not started costs no call).
+    pub(super) fn was_in_flight(&self, task_path: &str) -> bool {
+        self.in_flight.contains(task_path)
+            || self.in_flight.iter().any(|p| task_path.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('/')))
     }
 
     fn get(&self, task_path: &str, attempt: u32) -> Option<&ChildRunRecord> {
@@ -159,5 +169,22 @@ impl AgentJobs {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tasks_running_at_the_restart_or_inside_one_are_looked_for_by_key() {
+        let running = ["Hold", "Child", "Loop[2]/Step"].map(String::from).into_iter().collect();
+        let prior = PriorAttempts::new(Vec::new(), running);
+        for path in ["Hold", "Child/Inner", "Child/Seq/Deep", "Loop[2]/Step"] {
+            assert!(prior.was_in_flight(path), "{path}");
+        }
+        for path in ["Later", "Holding", "Childish/Inner", "Loop[1]/Step", "Loop[2]/Stepper"] {
+            assert!(!prior.was_in_flight(path), "{path}");
+        }
     }
 }
