@@ -213,15 +213,38 @@ pub(crate) async fn settled_report(cluster: &Cluster, execution_id: &str) -> Val
     })
 }
 
+/// One waited `work` job with one retry: the package of the superseded-attempt scenarios.
+const SUPERSEDED_WORK: &str = r#"[package]
+name = "superseded"
+
+[[tasks]]
+name = "Work"
+kind = "agent_job"
+pool = "etl"
+job = "work"
+wait = true
+retries = 1
+retry_backoff = "100ms"
+"#;
+
+/// Sends SIGCONT to the process with this pid when dropped, so a test that stopped an agent
+/// never leaves it stopped, even when it panics.
+pub(crate) struct ContinueOnDrop(pub(crate) u32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(i32::try_from(self.0).expect("process ids fit in i32"));
+        let _ = kill(pid, Signal::SIGCONT);
+    }
+}
+
 /// The start of the superseded-attempt scenarios: server-a (whose `work` job succeeds at once)
-/// is drained while the first attempt of the package's task `Work` goes to server-b (whose
+/// is drained while the first attempt of [`SUPERSEDED_WORK`]'s task `Work` goes to server-b (whose
 /// `work` outlives the test unless stopped), then takes work again. Returns the cluster
 /// (down_after 1 s), the execution id, the first child (running on server-b) and a client of
 /// server-b.
-pub(crate) async fn first_attempt_on_server_b(
-    file: &str,
-    package: &str,
-) -> (Cluster, String, switchyard_proto::ChildRow, switchyard_proto::agent_client::AgentClient<tonic::transport::Channel>)
+pub(crate) async fn first_attempt_on_server_b()
+-> (Cluster, String, switchyard_proto::ChildRow, switchyard_proto::agent_client::AgentClient<tonic::transport::Channel>)
 {
     let cluster = FailureClusterSetup::new(Workspace::new())
         .agent("server-a", &["etl"], 2)
@@ -233,7 +256,7 @@ pub(crate) async fn first_attempt_on_server_b(
         .await;
     drain(&cluster, "server-a", Placements::Stop).await;
     wait_for_agent_state(&cluster, "server-a", "draining").await;
-    let package = cluster.package(file, package);
+    let package = cluster.package("superseded.toml", SUPERSEDED_WORK);
     let execution_id = cluster.detach(&package).await;
     let first = cluster.wait_for_child(&execution_id, "Work", "running").await;
     assert_eq!(first.agent, "server-b", "{first:?}");

@@ -8,47 +8,22 @@
 
 use std::collections::BTreeMap;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use switchyard_proto::{HistoryStatus, RunStatus};
 use switchyard_tests::eventually_async;
 
 use crate::agent::{WAIT, history, row_status, wait_for_status};
 use crate::coordinator::{children_of, text};
-use crate::failures::{first_attempt_on_server_b, signal_agent, wait_for_agent_state};
+use crate::failures::{ContinueOnDrop, first_attempt_on_server_b, signal_agent, wait_for_agent_state};
 use crate::run_cli::task;
-
-const HELD: &str = r#"[package]
-name = "held-run"
-
-[[tasks]]
-name = "Work"
-kind = "agent_job"
-pool = "etl"
-job = "work"
-wait = true
-retries = 1
-retry_backoff = "100ms"
-"#;
-
-/// Sends SIGCONT to the agent process with this pid when dropped: dropping it resumes the
-/// agent, and a failing test does not leave it stopped.
-struct ResumeOnDrop(u32);
-
-impl Drop for ResumeOnDrop {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(i32::try_from(self.0).expect("process ids fit in i32"));
-        let _ = kill(pid, Signal::SIGCONT);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_superseded_before_a_coordinator_restart_is_stopped_when_its_agent_resumes_after_it() {
-    let (mut cluster, execution_id, held, b_client) = first_attempt_on_server_b("held.toml", HELD).await;
+    let (mut cluster, execution_id, held, b_client) = first_attempt_on_server_b().await;
 
     signal_agent(cluster.agent("server-b"), Signal::SIGSTOP);
-    let stopped_agent = ResumeOnDrop(cluster.agent("server-b").pid());
+    let stopped_agent = ContinueOnDrop(cluster.agent("server-b").pid());
     wait_for_agent_state(&cluster, "server-b", "down").await;
     let ended = cluster.wait_for_end(&execution_id).await;
     cluster.wait_for_child(&execution_id, "Work", "lost").await;

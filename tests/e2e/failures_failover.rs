@@ -14,9 +14,9 @@ use switchyard_proto::{HistoryStatus, RunStatus};
 use switchyard_tests::{Workspace, eventually_async, process_is_gone};
 
 use crate::agent::{WAIT, history, open_gate, quick_job, row_status, wait_for_status};
-use crate::coordinator::{Cluster, children_of, text};
+use crate::coordinator::{children_of, text};
 use crate::failures::{
-    FailureClusterSetup, first_attempt_on_server_b, number, script_job, settled_report, signal_agent,
+    ContinueOnDrop, FailureClusterSetup, first_attempt_on_server_b, number, script_job, settled_report, signal_agent,
     wait_for_agent_state,
 };
 use crate::run_cli::task;
@@ -182,26 +182,13 @@ async fn kill_9_of_an_agent_mid_run_fails_over_and_every_waited_task_succeeds() 
     .await;
 }
 
-const SUPERSEDED: &str = r#"[package]
-name = "superseded"
-
-[[tasks]]
-name = "Work"
-kind = "agent_job"
-pool = "etl"
-job = "work"
-wait = true
-retries = 1
-retry_backoff = "100ms"
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigstop_of_an_agent_marks_it_down_and_its_superseded_runs_are_canceled_after_sigcont() {
-    let (cluster, execution_id, first, b_client) = first_attempt_on_server_b("superseded.toml", SUPERSEDED).await;
+    let (cluster, execution_id, first, b_client) = first_attempt_on_server_b().await;
     let before = wait_for_agent_state(&cluster, "server-b", "up").await;
 
     signal_agent(cluster.agent("server-b"), Signal::SIGSTOP);
-    let resumed = ResumeOnDrop(&cluster);
+    let resumed = ContinueOnDrop(cluster.agent("server-b").pid());
     wait_for_agent_state(&cluster, "server-b", "down").await;
     let ended = cluster.wait_for_end(&execution_id).await;
     let while_down = cluster.report_json(&execution_id).await;
@@ -227,15 +214,6 @@ async fn sigstop_of_an_agent_marks_it_down_and_its_superseded_runs_are_canceled_
     let statuses: BTreeMap<&str, &str> =
         children_of(&report, "Work").iter().map(|c| (text(&c["agent"]), text(&c["status"]))).collect();
     assert_eq!(statuses, BTreeMap::from([("server-a", "succeeded"), ("server-b", "superseded")]), "{report:#}");
-}
-
-/// Sends SIGCONT to server-b when dropped, so a failing test does not leave it stopped.
-struct ResumeOnDrop<'c>(&'c Cluster);
-
-impl Drop for ResumeOnDrop<'_> {
-    fn drop(&mut self) {
-        signal_agent(self.0.agent("server-b"), Signal::SIGCONT);
-    }
 }
 
 const FIXED_DOWN: &str = r#"[package]
