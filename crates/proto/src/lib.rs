@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod idle;
+pub mod reflection;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod generated {
