@@ -311,6 +311,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         for package in &r.packages {
             self.bounded(&[("packages.path", &package.path)])?;
         }
+        // Checked whole first: an invalid request replaces nothing on any agent.
+        let problems = crate::deploy::problems(&r.job, &r.packages, self.executions.limits());
+        if !problems.is_empty() {
+            return Err(Error::InvalidArgument(problems.join("\n")).into());
+        }
         let targets: Vec<String> = match (r.agent.is_empty(), r.pool.is_empty()) {
             (false, true) => {
                 if self.registry.agent(&r.agent).is_none() {

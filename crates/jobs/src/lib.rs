@@ -232,12 +232,12 @@ pub fn safe_relative_path(path: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+mod files;
 mod read;
 mod reader;
-mod startup;
 
+pub use files::{JobFilesRefused, load_job_files, package_errors};
 use read::*;
 use reader::*;
-pub use startup::{JobFilesRefused, check_job_files, load_job_files, package_errors};
 #[cfg(test)]
 mod tests;
