@@ -218,3 +218,21 @@ async fn the_coordinator_advertises_only_the_services_it_answers() {
     assert!(services.iter().any(|s| s == "grpc.health.v1.Health"), "{services:?}");
     assert!(!services.iter().any(|s| s == "switchyard.v1.Agent"), "{services:?}");
 }
+
+/// Issue 12: an error echoing a huge input exceeded the status size a client accepts (the client
+/// saw a protocol error, not the refusal). Statuses are cut, saying how much was left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_with_a_huge_message_arrives_cut_to_fit() {
+    let workspace = Workspace::new();
+    let coordinator = CoordinatorProcess::setup(&workspace).start().await;
+    let mut client = coordinator.client().await;
+    let mut package = String::from("[package]\nname = \"p\"\n");
+    for i in 0..3000 {
+        package.push_str(&format!("[[tasks]]\nname = \"t{i}\"\nkind = \"sleep\"\nbogus_field_{i} = 1\n"));
+    }
+    let status = client.start_execution(start("p.toml", vec![("p.toml", package)], HashMap::new())).await;
+    let status = status.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{:?}", status.code());
+    assert!(status.message().contains("bogus_field_0"), "the first problems are shown");
+    assert!(status.message().ends_with("more bytes of this message left out)"), "{}", status.message().len());
+}

@@ -122,9 +122,8 @@ pub fn parse_job(text: &str, origin: &str) -> Result<JobDefinition, Vec<JobError
     let mut reader = Reader::new(text, origin);
     let (root, parse_errors) = DeTable::parse_recoverable(text);
     if !parse_errors.is_empty() {
-        for e in parse_errors {
-            let at = e.span().map_or(0, |s| s.start);
-            reader.error(at, "", format!("invalid TOML: {}", e.message().trim_end()));
+        for (at, message) in switchyard_package::load::syntax_errors(&parse_errors) {
+            reader.error(at, "", message);
         }
         return Err(reader.errors);
     }

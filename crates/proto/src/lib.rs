@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod idle;
 pub mod reflection;
+pub mod status;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod generated {
