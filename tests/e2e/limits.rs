@@ -236,3 +236,16 @@ async fn a_refusal_with_a_huge_message_arrives_cut_to_fit() {
     assert!(status.message().contains("bogus_field_0"), "the first problems are shown");
     assert!(status.message().ends_with("more bytes of this message left out)"), "{}", status.message().len());
 }
+
+/// DESIGN.md §11: a request over the gRPC message limit is refused naming `grpc_message`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_the_grpc_message_limit_is_refused_naming_the_setting() {
+    let workspace = Workspace::new();
+    let coordinator = CoordinatorProcess::setup(&workspace).setting("limits", "{ grpc_message = 65536 }").start().await;
+    let mut client = coordinator.client().await;
+    let package = format!("[package]\nname = \"p\"\n# {}\n", "x".repeat(100_000));
+    let status = client.start_execution(start("p.toml", vec![("p.toml", package)], HashMap::new())).await;
+    let status = status.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("[limits] grpc_message = 65536 bytes"), "{status:?}");
+}

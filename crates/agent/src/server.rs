@@ -104,10 +104,9 @@ pub async fn serve_with_tls(
     let reflection_v1alpha = pb::reflection::builder("switchyard.v1.Agent")
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let message_limit = runtime.config.limits.grpc_message_or(switchyard_settings::limits::AGENT_GRPC_MESSAGE);
     let service = pb::agent_server::AgentServer::new(AgentService::new(runtime.clone(), consumed.clone()))
-        .max_decoding_message_size(
-            runtime.config.limits.grpc_message_or(switchyard_settings::limits::AGENT_GRPC_MESSAGE),
-        );
+        .max_decoding_message_size(message_limit);
     let maintenance = tokio::spawn(prune_outbox(runtime.clone(), consumed));
 
     let drain_runtime = runtime.clone();
@@ -120,6 +119,7 @@ pub async fn serve_with_tls(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(pb::idle::keepalive_interval(runtime.config.limits.idle_timeout)))
         .layer(RoleLayer::new(&AGENT_ROLES))
+        .layer(pb::message_limit::NameMessageLimit::new(message_limit))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

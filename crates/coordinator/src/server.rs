@@ -135,12 +135,12 @@ pub async fn serve_with_tls(
         Duration::from_secs(30),
         shutdown.clone(),
     );
-    let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(
-        config.limits.grpc_message_or(switchyard_settings::limits::COORDINATOR_GRPC_MESSAGE),
-    );
+    let message_limit = config.limits.grpc_message_or(switchyard_settings::limits::COORDINATOR_GRPC_MESSAGE);
+    let service = pb::coordinator_server::CoordinatorServer::new(service).max_decoding_message_size(message_limit);
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(pb::idle::keepalive_interval(config.limits.idle_timeout)))
         .layer(RoleLayer::new(&COORDINATOR_ROLES))
+        .layer(pb::message_limit::NameMessageLimit::new(message_limit))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod idle;
+pub mod message_limit;
 pub mod reflection;
 pub mod status;
 
