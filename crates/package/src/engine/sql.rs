@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::kinds::{KindOutcome, LazyScope};
 use super::scope::Frame;
 use super::RunShared;
-use crate::model::{DatabaseKind, SqlTask, Task};
+use crate::model::{DatabaseKind, SqlTask, Task, TaskResult};
 
 /// Runs a started `sql` task.
 pub(crate) async fn run_sql(
@@ -21,7 +21,11 @@ pub(crate) async fn run_sql(
     cancel: &CancellationToken,
 ) -> KindOutcome {
     let name = &sql.connection;
-    let fail = |message: String| KindOutcome::failure(format!("task \"{}\": connection \"{name}\": {message}", task.name));
+    // Canceled (or timed out: the task turns that into a failure naming the timeout).
+    let fail = |message: String| {
+        let message = format!("task \"{}\": connection \"{name}\": {message}", task.name);
+        if cancel.is_cancelled() { KindOutcome::new(TaskResult::Canceled, message) } else { KindOutcome::failure(message) }
+    };
     let Some(databases) = shared.databases.clone() else {
         return fail("this run has no database driver (switchyard run, agents and the coordinator provide one)".into());
     };
@@ -92,7 +96,7 @@ pub(crate) async fn run_sql(
         message = format!("{message}; vars.{variable} = {value}");
         frame.set_result(variable, value);
     }
-    KindOutcome::new(crate::model::TaskResult::Success, message)
+    KindOutcome::new(TaskResult::Success, message)
 }
 
 /// Checks the url's scheme and makes a SQLite path absolute against the package's folder, so
