@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use switchyard_tests::{COMMAND_DEADLINE, CommandOutput, PostgresServer, RunningProcess, Workspace, example, switchyard_command};
+use switchyard_tests::{
+    COMMAND_DEADLINE, CommandOutput, PostgresServer, RunningProcess, Workspace, example, switchyard_command,
+};
 
 /// Where a scenario's databases live.
 enum Backend {
@@ -112,10 +114,13 @@ fn run_a_to_f(backend: &Backend, workspace: &Workspace, fail: &str) -> [Vec<Stri
     names.map(|name| backend.column(name, "SELECT package FROM writes"))
 }
 
+/// The package failing, then the packages whose writes stand in A's, C's and E's databases.
+type Standing = (&'static str, &'static [&'static str], &'static [&'static str], &'static [&'static str]);
+
 fn a_to_f_shares_transactions_as_the_ssis_documentation_says(backend: &Backend, workspace: &Workspace) {
     let s = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
     // (package failing, A's database, C's database, E's database)
-    let expected: [(&str, &[&str], &[&str], &[&str]); 7] = [
+    let expected: [Standing; 7] = [
         ("", &["A", "B", "D"], &["C", "F"], &["E"]),
         // A, B and D share A's transaction: any of them failing rolls back all three (and
         // fails A); C's transaction committed on its own; E's write stands alone.
@@ -162,7 +167,10 @@ fn four_writes(transaction: &str) -> String {
         "INSERT INTO t (v) VALUES ('four'), (NULL)",
     ];
     for (i, statement) in statements.iter().enumerate() {
-        text += &format!("\n[[tasks]]\nname = \"Write {}\"\nkind = \"sql\"\nconnection = \"db\"\nstatement = \"{statement}\"\n", i + 1);
+        text += &format!(
+            "\n[[tasks]]\nname = \"Write {}\"\nkind = \"sql\"\nconnection = \"db\"\nstatement = \"{statement}\"\n",
+            i + 1
+        );
         if i > 0 {
             text += &format!("after = [\"Write {i}\"]\n");
         }
@@ -196,7 +204,11 @@ fn rollback_scope_follows_the_package_transaction(backend: &Backend, workspace: 
     prepare(backend);
     let not_supported = workspace.write("not_supported.toml", &four_writes("not_supported"));
     run(&not_supported, &data, &[db], &[]).assert_exit(1);
-    assert_eq!(backend.column("scope", "SELECT v FROM t"), ["one", "three", "two"], "only the failing statement's work is missing");
+    assert_eq!(
+        backend.column("scope", "SELECT v FROM t"),
+        ["one", "three", "two"],
+        "only the failing statement's work is missing"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use serde_json::Value;
-use switchyard_tests::{COMMAND_DEADLINE, CommandOutput, PostgresServer, RunningProcess, Workspace, switchyard, switchyard_command};
+use switchyard_tests::{
+    COMMAND_DEADLINE, CommandOutput, PostgresServer, RunningProcess, Workspace, switchyard, switchyard_command,
+};
 
 fn run(package: &Path, data: &Path, sets: &[String], env: &[(&str, &str)]) -> CommandOutput {
     let mut args = vec!["run".to_string(), package.display().to_string(), "--json".to_string()];
@@ -148,12 +150,21 @@ fn two_databases(test: &str) -> Option<(PostgresServer, Workspace, std::path::Pa
 }
 
 fn sets(server: &PostgresServer, run: &str, fail: bool) -> Vec<String> {
-    vec![format!("first={}", server.url("one")), format!("second={}", server.url("two")), format!("run={run}"), format!("fail={fail}")]
+    vec![
+        format!("first={}", server.url("one")),
+        format!("second={}", server.url("two")),
+        format!("run={run}"),
+        format!("fail={fail}"),
+    ]
 }
 
 #[test]
 fn two_postgres_databases_commit_together_with_two_phase_commit() {
-    let Some((server, workspace, package)) = two_databases("two_postgres_databases_commit_together_with_two_phase_commit") else { return };
+    let Some((server, workspace, package)) =
+        two_databases("two_postgres_databases_commit_together_with_two_phase_commit")
+    else {
+        return;
+    };
     let data = workspace.path("data");
     let output = run(&package, &data, &sets(&server, "ok", false), &[]);
     output.assert_exit(0);
@@ -174,7 +185,8 @@ fn a_prepared_transaction_left_by_a_killed_run_is_resolved_by_the_next_run() {
     let Some((server, workspace, package)) = two_databases(name) else { return };
     let data = workspace.path("data");
     // Killed between PREPARE TRANSACTION and COMMIT PREPARED.
-    let killed = run(&package, &data, &sets(&server, "killed", false), &[("SWITCHYARD_FAULT_2PC", "abort_after_prepare")]);
+    let killed =
+        run(&package, &data, &sets(&server, "killed", false), &[("SWITCHYARD_FAULT_2PC", "abort_after_prepare")]);
     assert_eq!(killed.code, None, "the run was killed by a signal\n{killed}");
     assert_eq!(server.psql("postgres", "SELECT count(*) FROM pg_prepared_xacts"), "2", "{killed}");
     for db in ["one", "two"] {
@@ -199,14 +211,19 @@ fn slow(statement: &str) -> String {
 
 #[test]
 fn a_timeout_cancels_the_statement_on_the_postgres_server() {
-    let Some(server) = PostgresServer::for_test("a_timeout_cancels_the_statement_on_the_postgres_server") else { return };
+    let Some(server) = PostgresServer::for_test("a_timeout_cancels_the_statement_on_the_postgres_server") else {
+        return;
+    };
     let workspace = Workspace::new();
     let package = workspace.write("slow.toml", &slow("SELECT pg_sleep(60)"));
     let output = run(&package, &workspace.path("data"), &[format!("db={}", server.url("postgres"))], &[]);
     output.assert_exit(1);
     let message = message_of(&output, "Slow");
     assert!(message.contains("timed out") && message.contains("canceling statement due to user request"), "{message}");
-    assert_eq!(server.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"), "0");
+    assert_eq!(
+        server.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"),
+        "0"
+    );
 }
 
 #[test]
@@ -263,5 +280,10 @@ transaction = "not_supported"
             && output.stdout.contains("PostgreSQL connection \"warehouse\""),
         "{output}"
     );
-    assert!(output.stdout.contains("mixed.toml:26:14: tasks[2].connection: no connection named \"wharehouse\" (connections: local, warehouse)"), "{output}");
+    assert!(
+        output.stdout.contains(
+            "mixed.toml:26:14: tasks[2].connection: no connection named \"wharehouse\" (connections: local, warehouse)"
+        ),
+        "{output}"
+    );
 }

@@ -60,10 +60,12 @@ impl PostgresServer {
             server.dir.path().display()
         );
         let log = server.dir.path().join("server.log").display().to_string();
-        server.run_tool("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"]).map_err(|e| {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            format!("{e}\nserver log:\n{log}")
-        })?;
+        server.run_tool("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"]).map_err(
+            |e| {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                format!("{e}\nserver log:\n{log}")
+            },
+        )?;
         Ok(server)
     }
 
@@ -105,7 +107,11 @@ impl PostgresServer {
         if output.status.success() {
             Ok(output)
         } else {
-            Err(format!("{tool} failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+            Err(format!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
         }
     }
 }

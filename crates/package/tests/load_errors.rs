@@ -164,8 +164,18 @@ connection = "warehouse"
 result = "not an identifier"
 "#;
     let diagnostics = errors_of(text);
-    expect(&diagnostics, at(text, r#""mysql://db/x""#), "connections.bad.url", "unsupported connection url \"mysql://db/x\"");
-    expect(&diagnostics, at(text, r#""wharehouse""#), "tasks[0].connection", "no connection named \"wharehouse\" (connections: warehouse, bad)");
+    expect(
+        &diagnostics,
+        at(text, r#""mysql://db/x""#),
+        "connections.bad.url",
+        "unsupported connection url \"mysql://db/x\"",
+    );
+    expect(
+        &diagnostics,
+        at(text, r#""wharehouse""#),
+        "tasks[0].connection",
+        "no connection named \"wharehouse\" (connections: warehouse, bad)",
+    );
     expect(&diagnostics, at_nth(text, "[[tasks]]", 1), "tasks[1]", "give either `statement` or `file`, not both");
     expect(&diagnostics, at_nth(text, "[[tasks]]", 2), "tasks[2]", "missing required field `statement`");
     expect(&diagnostics, at(text, r#""not an identifier""#), "tasks[2].result", "must be an identifier");
@@ -227,8 +237,18 @@ duration = "1s"
 transaction = "not_supported"
 "#;
     let diagnostics = errors_of(text);
-    expect(&diagnostics, at(text, r#""mandatory""#), "package.transaction", "unknown transaction option \"mandatory\" (expected required, supported or not_supported)");
-    expect(&diagnostics, at(text, r#""snapshot""#), "package.isolation", "unknown isolation \"snapshot\" (expected read_uncommitted, read_committed, repeatable_read, serializable)");
+    expect(
+        &diagnostics,
+        at(text, r#""mandatory""#),
+        "package.transaction",
+        "unknown transaction option \"mandatory\" (expected required, supported or not_supported)",
+    );
+    expect(
+        &diagnostics,
+        at(text, r#""snapshot""#),
+        "package.isolation",
+        "unknown isolation \"snapshot\" (expected read_uncommitted, read_committed, repeatable_read, serializable)",
+    );
     assert_eq!(diagnostics.len(), 2, "{}", listing(&diagnostics));
 }
 
@@ -245,9 +265,19 @@ fn a_transaction_mixing_sqlite_with_another_database_through_a_child_package_is_
     let diagnostics = invalid(&path);
     assert_eq!(diagnostics.len(), 1, "{}", listing(&diagnostics));
     assert_eq!(diagnostics[0].path, "tasks[0].tasks[1].path");
-    assert!(diagnostics[0].message.contains("the transaction started by \"Tx\" (tasks[0]) would mix SQLite connection \"local\""), "{}", diagnostics[0].message);
+    assert!(
+        diagnostics[0]
+            .message
+            .contains("the transaction started by \"Tx\" (tasks[0]) would mix SQLite connection \"local\""),
+        "{}",
+        diagnostics[0].message
+    );
     // The child not joining (the task does not) makes it two transactions: fine.
-    let path = write(dir.path(), "apart.toml", &parent.replace("path = \"child.toml\"\n", "path = \"child.toml\"\ntransaction = \"not_supported\"\n"));
+    let path = write(
+        dir.path(),
+        "apart.toml",
+        &parent.replace("path = \"child.toml\"\n", "path = \"child.toml\"\ntransaction = \"not_supported\"\n"),
+    );
     valid(&path);
 }
 

@@ -54,8 +54,10 @@ impl Journal {
     /// Records that every branch of `transaction` is prepared and will be committed.
     pub async fn decide_commit(&self, transaction: &str) -> Result<(), Error> {
         let id = transaction.to_string();
-        self.write(move |c| c.execute("UPDATE prepared SET decision = 'commit' WHERE transaction_id = ?1", [&id]).map(drop))
-            .await
+        self.write(move |c| {
+            c.execute("UPDATE prepared SET decision = 'commit' WHERE transaction_id = ?1", [&id]).map(drop)
+        })
+        .await
     }
 
     /// Forgets one resolved branch.

@@ -64,7 +64,9 @@ pub(crate) async fn commit(
                 }
             }
             // Decided: the next start's recovery commits it.
-            Err(e) => tracing::warn!(error = %e, gid = %branch.gid, url = %redact(&branch.url), "COMMIT PREPARED failed; recovery will commit it"),
+            Err(e) => {
+                tracing::warn!(error = %e, gid = %branch.gid, url = %redact(&branch.url), "COMMIT PREPARED failed; recovery will commit it")
+            }
         }
     }
     Ok(())
@@ -73,7 +75,11 @@ pub(crate) async fn commit(
 /// Rolls back: branches before `prepared` were prepared, the others are still open.
 async fn rollback(sessions: &mut [Box<dyn Session>], prepared: usize, branches: &[Branch]) {
     for (i, session) in sessions.iter_mut().enumerate() {
-        let done = if i < prepared { session.finish_prepared(&branches[i].gid, false).await } else { session.rollback().await };
+        let done = if i < prepared {
+            session.finish_prepared(&branches[i].gid, false).await
+        } else {
+            session.rollback().await
+        };
         if let Err(e) = done {
             tracing::warn!(error = %e, url = %redact(&branches[i].url), "rolling back a branch failed");
         }
@@ -116,8 +122,13 @@ pub async fn recover(data_dir: &Path) -> Result<Vec<Resolution>, Error> {
             Err(e) => Err(format!("cannot connect: {e}")),
         };
         let message = match finished {
-            Ok(()) => format!("{verb} prepared transaction {} on {url}, left by a run that stopped between the two phases", branch.gid),
-            Err(e) if is_unknown_prepared(&e) => format!("prepared transaction {} on {url} was already resolved", branch.gid),
+            Ok(()) => format!(
+                "{verb} prepared transaction {} on {url}, left by a run that stopped between the two phases",
+                branch.gid
+            ),
+            Err(e) if is_unknown_prepared(&e) => {
+                format!("prepared transaction {} on {url} was already resolved", branch.gid)
+            }
             Err(e) => {
                 unreachable.push(format!("prepared transaction {} on {url}: {e}", branch.gid));
                 continue;

@@ -36,7 +36,10 @@ impl Progress {
                 EventKind::NotResumed { reason } => format!("not resumed: {reason}"),
                 EventKind::TransactionEnded { committed, message } => {
                     let verb = if *committed { "committed" } else { "rollback" };
-                    format!("{verb:<9} transaction of {}: {message}", if event.path.is_empty() { "the package" } else { &event.path })
+                    format!(
+                        "{verb:<9} transaction of {}: {message}",
+                        if event.path.is_empty() { "the package" } else { &event.path }
+                    )
                 }
             };
             let path_is_child = !event.path.is_empty()

@@ -40,7 +40,7 @@ use crate::expr::Map;
 use crate::model::{AgentJobTask, Package, TaskResult};
 use graph::run_graph;
 use scope::Frame;
-use transaction::{Enclosing, Joined};
+use transaction::{Enclosing, Membership};
 
 /// How to run a package.
 #[derive(Clone)]
@@ -256,7 +256,7 @@ pub(crate) async fn run_with_log(
     } else {
         ExecutionStatus::Succeeded
     };
-    if let Joined::Started(started) = &joined {
+    if let Membership::Started(started) = &joined {
         let succeeded = status == ExecutionStatus::Succeeded;
         if transaction::settle(&shared, started, &package_path, succeeded).await.is_err() {
             status = ExecutionStatus::Failed;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::RunShared;
 use super::kinds::{KindOutcome, LazyScope};
 use super::scope::Frame;
-use super::RunShared;
 use crate::model::{DatabaseKind, SqlTask, Task, TaskResult};
 
 /// Runs a started `sql` task.
@@ -24,7 +24,11 @@ pub(crate) async fn run_sql(
     // Canceled (or timed out: the task turns that into a failure naming the timeout).
     let fail = |message: String| {
         let message = format!("task \"{}\": connection \"{name}\": {message}", task.name);
-        if cancel.is_cancelled() { KindOutcome::new(TaskResult::Canceled, message) } else { KindOutcome::failure(message) }
+        if cancel.is_cancelled() {
+            KindOutcome::new(TaskResult::Canceled, message)
+        } else {
+            KindOutcome::failure(message)
+        }
     };
     let Some(databases) = shared.databases.clone() else {
         return fail("this run has no database driver (switchyard run, agents and the coordinator provide one)".into());
@@ -114,8 +118,6 @@ fn resolve_url(dir: &Path, url: &str) -> Result<String, String> {
             Ok(format!("sqlite://{}", path.display()))
         }
         Some(DatabaseKind::Postgres) => Ok(url.to_string()),
-        None => Err(format!(
-            "unsupported connection url \"{url}\": use sqlite://PATH or postgres://user@host:port/db"
-        )),
+        None => Err(format!("unsupported connection url \"{url}\": use sqlite://PATH or postgres://user@host:port/db")),
     }
 }

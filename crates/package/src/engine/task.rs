@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::graph::not_run_facts;
 use super::kinds::{KindOutcome, run_kind};
 use super::scope::Frame;
-use super::transaction::{self, Joined};
+use super::transaction::{self, Membership};
 use super::{ChildRecord, EventKind, RunShared, TaskRecord};
 use crate::expr::TaskFacts;
 use crate::model::{Task, TaskKind, TaskResult};
@@ -98,7 +98,7 @@ pub(crate) fn run_task<'a>(
             outcome.result = TaskResult::Failure;
             outcome.message = format!("timed out after {}; {}", humantime::format_duration(limit), outcome.message);
         }
-        if let Joined::Started(started) = &joined {
+        if let Membership::Started(started) = &joined {
             let succeeded = outcome.result == TaskResult::Success;
             match transaction::settle(shared, started, &event_path, succeeded).await {
                 Err(e) => {

@@ -33,7 +33,7 @@ struct Enlisted {
 }
 
 /// Where a package, container or task runs with respect to transactions.
-pub(crate) enum Joined {
+pub(crate) enum Membership {
     /// Outside any transaction.
     Outside,
     /// Inside its parent's transaction.
@@ -42,12 +42,12 @@ pub(crate) enum Joined {
     Started(Arc<Transaction>),
 }
 
-impl Joined {
+impl Membership {
     /// The transaction its children see.
     pub fn transaction(&self) -> Option<Arc<Transaction>> {
         match self {
-            Joined::Outside => None,
-            Joined::Joined(t) | Joined::Started(t) => Some(t.clone()),
+            Membership::Outside => None,
+            Membership::Joined(t) | Membership::Started(t) => Some(t.clone()),
         }
     }
 }
@@ -58,11 +58,13 @@ pub(crate) fn enter(
     isolation: Isolation,
     parent: Option<&Arc<Transaction>>,
     starter: impl FnOnce() -> String,
-) -> Joined {
+) -> Membership {
     match (option, parent) {
-        (TransactionOption::NotSupported, _) | (TransactionOption::Supported, None) => Joined::Outside,
-        (TransactionOption::Required | TransactionOption::Supported, Some(parent)) => Joined::Joined(parent.clone()),
-        (TransactionOption::Required, None) => Joined::Started(Arc::new(Transaction {
+        (TransactionOption::NotSupported, _) | (TransactionOption::Supported, None) => Membership::Outside,
+        (TransactionOption::Required | TransactionOption::Supported, Some(parent)) => {
+            Membership::Joined(parent.clone())
+        }
+        (TransactionOption::Required, None) => Membership::Started(Arc::new(Transaction {
             id: uuid::Uuid::new_v4().simple().to_string(),
             starter: starter(),
             isolation,
@@ -74,7 +76,12 @@ pub(crate) fn enter(
 impl Transaction {
     /// The session this transaction holds on `url`, opened (and its transaction begun with the
     /// starter's isolation) on first use. Refuses a second database when either is SQLite.
-    pub async fn session(&self, databases: &dyn Databases, connection: &str, url: &str) -> Result<SharedSession, String> {
+    pub async fn session(
+        &self,
+        databases: &dyn Databases,
+        connection: &str,
+        url: &str,
+    ) -> Result<SharedSession, String> {
         let mut sessions = self.sessions.lock().await;
         if let Some(enlisted) = sessions.iter().find(|e| e.url == url) {
             return Ok(enlisted.session.clone());
@@ -92,7 +99,12 @@ impl Transaction {
             .await
             .map_err(|e| format!("connection \"{connection}\": cannot begin the transaction: {e}"))?;
         let session: SharedSession = Arc::new(Mutex::new(session));
-        sessions.push(Enlisted { url: url.to_string(), connection: connection.to_string(), kind, session: session.clone() });
+        sessions.push(Enlisted {
+            url: url.to_string(),
+            connection: connection.to_string(),
+            kind,
+            session: session.clone(),
+        });
         Ok(session)
     }
 

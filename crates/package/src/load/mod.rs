@@ -297,7 +297,10 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
     }
     (package.transaction, package.isolation) = sql::read_transaction(reader, &mut fields);
     fields.refuse_unsupported(reader, &["checkpoint"], "checkpoints come with restartable packages");
-    fields.finish(reader, "in [package] (expected name, description, max_concurrent, max_errors, transaction, isolation)");
+    fields.finish(
+        reader,
+        "in [package] (expected name, description, max_concurrent, max_errors, transaction, isolation)",
+    );
 }
 
 /// Reads `[parameters.NAME]` with a `secret` key: `secret = true` and nothing else (a secret's

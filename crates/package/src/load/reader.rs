@@ -29,7 +29,13 @@ pub(crate) struct Reader<'m> {
 
 impl<'m> Reader<'m> {
     pub fn new(map: &'m SourceMap, limits: &'m Limits) -> Self {
-        Self { map, limits, diagnostics: Vec::new(), constraint_spans: Default::default(), field_spans: Default::default() }
+        Self {
+            map,
+            limits,
+            diagnostics: Vec::new(),
+            constraint_spans: Default::default(),
+            field_spans: Default::default(),
+        }
     }
 
     pub fn error(&mut self, span: &Range<usize>, path: &str, message: impl Into<String>) {

@@ -13,14 +13,22 @@ const URL_FORMS: &str = "sqlite://PATH (relative to the package's folder) or pos
 
 /// Reads `[connections]`. A url that is a template is rendered with the parameters' defaults
 /// to learn its kind where it can be (a secret parameter has no default: only the run can tell).
-pub(crate) fn read_connections(reader: &mut Reader<'_>, value: &Value<'_>, defaults: &Map) -> IndexMap<String, Connection> {
+pub(crate) fn read_connections(
+    reader: &mut Reader<'_>,
+    value: &Value<'_>,
+    defaults: &Map,
+) -> IndexMap<String, Connection> {
     let mut connections = IndexMap::new();
     let Some(table) = reader.table(value, "connections") else { return connections };
     for (key, value) in table.iter() {
         let name = key.get_ref().to_string();
         let path = format!("connections.{name}");
         if !super::is_identifier(&name) {
-            reader.error(&key.span(), &path, "connection names must be identifiers (letters, digits and `_`, not starting with a digit)");
+            reader.error(
+                &key.span(),
+                &path,
+                "connection names must be identifiers (letters, digits and `_`, not starting with a digit)",
+            );
             continue;
         }
         let Some(table) = reader.table(value, &path) else { continue };
@@ -43,12 +51,20 @@ pub(crate) fn read_connections(reader: &mut Reader<'_>, value: &Value<'_>, defau
         if let Some(text) = url.literal()
             && kind.is_none()
         {
-            reader.error(&url_value.span(), &f_path(&path, "url"), format!("unsupported connection url \"{text}\": use {URL_FORMS}"));
+            reader.error(
+                &url_value.span(),
+                &f_path(&path, "url"),
+                format!("unsupported connection url \"{text}\": use {URL_FORMS}"),
+            );
         }
         if let (Some(DatabaseKind::Sqlite), Some(text)) = (kind, &known)
             && text.trim_start_matches("sqlite://").is_empty()
         {
-            reader.error(&url_value.span(), &f_path(&path, "url"), "sqlite:// needs a file path, e.g. sqlite://warehouse.db");
+            reader.error(
+                &url_value.span(),
+                &f_path(&path, "url"),
+                "sqlite:// needs a file path, e.g. sqlite://warehouse.db",
+            );
         }
         connections.insert(name.clone(), Connection { name, url, kind });
     }
@@ -75,7 +91,11 @@ pub(crate) fn read_sql_task(
             return Some(name);
         }
         let known: Vec<&str> = connections.keys().map(String::as_str).collect();
-        let known = if known.is_empty() { "this package has no [connections]".to_string() } else { format!("connections: {}", known.join(", ")) };
+        let known = if known.is_empty() {
+            "this package has no [connections]".to_string()
+        } else {
+            format!("connections: {}", known.join(", "))
+        };
         reader.error(&v.span(), &connection_path, format!("no connection named \"{name}\" ({known})"));
         None
     });
@@ -105,7 +125,11 @@ pub(crate) fn read_sql_task(
             None
         }
         (None, None) => {
-            reader.error(&f.span(), f.path(), "missing required field `statement` (SQL text) or `file` (a .sql file, relative to the package)");
+            reader.error(
+                &f.span(),
+                f.path(),
+                "missing required field `statement` (SQL text) or `file` (a .sql file, relative to the package)",
+            );
             None
         }
     };

@@ -10,8 +10,8 @@ use super::Loader;
 use super::constraints::{RawConstraint, read_constraints, resolve_container};
 use super::reader::{Fields, Reader, Value};
 use crate::model::{
-    AgentJobTask, AgentTarget, Connection, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd, PackageTask,
-    ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
+    AgentJobTask, AgentTarget, Connection, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd,
+    PackageTask, ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
 };
 use switchyard_settings::Limits;
 
@@ -127,9 +127,7 @@ fn read_task(
         Some("sequence") => Some(TaskKind::Sequence(read_body(reader, loader, context, &mut f))),
         Some("foreach") => read_foreach(reader, loader, context, &mut f).map(TaskKind::Foreach),
         Some("for") => read_for(reader, loader, context, &mut f).map(TaskKind::For),
-        Some("sql") => {
-            super::sql::read_sql_task(reader, &mut f, context.dir, context.connections).map(TaskKind::Sql)
-        }
+        Some("sql") => super::sql::read_sql_task(reader, &mut f, context.dir, context.connections).map(TaskKind::Sql),
         Some(other) => {
             if let Some(v) = kind_value {
                 reader.error(&v.span(), &f.path_of("kind"), format!("unknown task kind `{other}` (expected {KINDS})"));
