@@ -56,7 +56,11 @@ pub(crate) fn run_task<'a>(
         if task.disabled {
             return disabled(shared, task, &path, &event_path);
         }
-        if let Some(replayed) = super::resume::replay(shared, task, &path, &frame) {
+        // Work done inside a transaction before a restart died with its session: a task that
+        // runs in one runs again (a transacted container restarts whole), never replayed.
+        if frame.transaction.is_none()
+            && let Some(replayed) = super::resume::replay(shared, task, &path, &frame)
+        {
             return replayed;
         }
         let permit = if holds_slot(&task.kind) {
