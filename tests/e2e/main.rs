@@ -24,3 +24,5 @@ mod nemesis;
 mod run_cli;
 mod secrets;
 mod tls;
+mod transactions;
+mod transactions_postgres;

@@ -148,6 +148,15 @@ pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError>
         history_max_rows_per_job: config.history_max_rows_per_job as usize,
     };
     let store = Store::open(&config.data_dir, options)?;
+    // Two-phase commits a previous process left between their phases, finished before any run.
+    match switchyard_sql::recover(&config.data_dir).await {
+        Ok(resolved) => {
+            for r in resolved {
+                tracing::warn!(gid = %r.gid, url = %r.url, committed = r.committed, "{}", r.message);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "prepared transactions left by the previous process are not resolved"),
+    }
     let closed = close_interrupted_runs(&store, config.kill_grace).await?;
     if closed > 0 {
         tracing::warn!(runs = closed, "closed runs interrupted by the last stop");

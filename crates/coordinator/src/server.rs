@@ -70,6 +70,7 @@ pub async fn start_with_tls(
         ));
     }
     let store = Store::open(&config.data_dir)?;
+    resolve_prepared_transactions(&config.data_dir).await;
     let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown);
     registry.resume_from(store.agent_cursors().await?);
     // Superseded attempts and missed cancels are fenced across a restart: the stops still owed
@@ -171,4 +172,17 @@ pub async fn serve_with_tls(
 /// Nagle's algorithm and a delayed ACK (a 40 ms stall per round trip otherwise).
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Finishes the two-phase commits a previous process left between its phases (DESIGN.md §3),
+/// before any execution runs again.
+async fn resolve_prepared_transactions(data_dir: &std::path::Path) {
+    match switchyard_sql::recover(data_dir).await {
+        Ok(resolved) => {
+            for r in resolved {
+                tracing::warn!(gid = %r.gid, url = %r.url, committed = r.committed, "{}", r.message);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "prepared transactions left by the previous process are not resolved"),
+    }
 }

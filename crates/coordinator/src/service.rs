@@ -122,6 +122,10 @@ fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
             ("resumed", String::new(), format!("resumed after a restart; {replayed} ended task(s) kept"), 0, "")
         }
         EventKind::NotResumed { reason } => ("not_resumed", String::new(), reason.clone(), 0, ""),
+        EventKind::TransactionEnded { committed, message } => {
+            let result = if *committed { "committed" } else { "rolled_back" };
+            ("transaction_ended", result.to_string(), message.clone(), 0, "")
+        }
     };
     pb::ExecutionEvent {
         sequence: stored.sequence,

@@ -10,6 +10,10 @@ use indexmap::IndexMap;
 use crate::expr::{Assignment, Expression, Map};
 use crate::template::Template;
 
+mod sql;
+
+pub use sql::{Connection, DatabaseKind, Isolation, SqlStatement, SqlTask, TransactionOption};
+
 /// A loaded and validated package.
 #[derive(Debug, Clone)]
 pub struct Package {
@@ -33,6 +37,12 @@ pub struct Package {
     pub secrets: Vec<String>,
     /// The top-level control flow.
     pub tasks: Vec<Task>,
+    /// `[connections.NAME]`, in file order.
+    pub connections: IndexMap<String, Connection>,
+    /// TransactionOption of the package.
+    pub transaction: TransactionOption,
+    /// IsolationLevel of a transaction the package starts.
+    pub isolation: Isolation,
 }
 
 impl Package {
@@ -83,6 +93,10 @@ pub struct Task {
     pub force_result: Option<TaskResult>,
     /// Ends the task (and its process tree) with a failure after this long.
     pub timeout: Option<Duration>,
+    /// TransactionOption.
+    pub transaction: TransactionOption,
+    /// IsolationLevel of a transaction this task or container starts.
+    pub isolation: Isolation,
 }
 
 /// The kinds of task and container.
@@ -96,6 +110,8 @@ pub enum TaskKind {
     Package(PackageTask),
     /// Starts a job on an agent (Execute SQL Server Agent Job task).
     AgentJob(AgentJobTask),
+    /// Runs SQL on a connection (Execute SQL task).
+    Sql(SqlTask),
     /// Groups tasks.
     Sequence(Container),
     /// Runs its tasks once per item.
@@ -112,6 +128,7 @@ impl TaskKind {
             TaskKind::Sleep(_) => "sleep",
             TaskKind::Package(_) => "package",
             TaskKind::AgentJob(_) => "agent_job",
+            TaskKind::Sql(_) => "sql",
             TaskKind::Sequence(_) => "sequence",
             TaskKind::Foreach(_) => "foreach",
             TaskKind::For(_) => "for",
@@ -119,7 +136,8 @@ impl TaskKind {
     }
 
     /// Every `kind` string [`TaskKind::name`] returns.
-    pub const NAMES: [&'static str; 7] = ["process", "sleep", "package", "agent_job", "sequence", "foreach", "for"];
+    pub const NAMES: [&'static str; 8] =
+        ["process", "sleep", "package", "agent_job", "sql", "sequence", "foreach", "for"];
 
     /// The static kind string equal to `name` (for records read back from storage or the wire).
     pub fn static_name(name: &str) -> Option<&'static str> {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchyard_package::model::{
-    AgentTarget, ConstraintValue, EvalOp, ForeachItems, Join, OnParentEnd, ParamValue, TaskKind,
+    AgentTarget, ConstraintValue, EvalOp, ForeachItems, Isolation, Join, OnParentEnd, ParamValue, TaskKind,
+    TransactionOption,
 };
 use switchyard_package::{Diagnostic, LoadError, Loaded, Severity, load_package};
 use tempfile::TempDir;
@@ -133,58 +134,151 @@ kind = "teleport"
 }
 
 #[test]
-fn sql_kind_is_refused_as_not_supported_yet() {
+fn sql_task_errors_name_the_field_and_the_connections_there_are() {
     let text = r#"[package]
 name = "p"
 
+[connections.warehouse]
+url = "sqlite://warehouse.db"
+
+[connections.bad]
+url = "mysql://db/x"
+
 [[tasks]]
-name = "Query"
+name = "Unknown connection"
+kind = "sql"
+connection = "wharehouse"
+statement = "select 1"
+
+[[tasks]]
+name = "Both"
 kind = "sql"
 connection = "warehouse"
 statement = "select 1"
-"#;
-    only_error(text, at(text, r#""sql""#), "tasks[0].kind", "task kind `sql` is not supported yet");
-}
-
-#[test]
-fn required_transactions_are_refused_as_not_supported_yet_while_supported_loads() {
-    let text = r#"[package]
-name = "p"
-transaction = "required"
+file = "q.sql"
 
 [[tasks]]
-name = "A"
-kind = "sleep"
-duration = "1s"
-transaction = "required"
+name = "Neither"
+kind = "sql"
+connection = "warehouse"
+result = "not an identifier"
 "#;
     let diagnostics = errors_of(text);
-    let message = "transaction = \"required\" is not supported yet";
-    expect(&diagnostics, at_nth(text, r#""required""#, 0), "package.transaction", message);
-    expect(&diagnostics, at_nth(text, r#""required""#, 1), "tasks[0].transaction", message);
-    assert_eq!(diagnostics.len(), 2, "{}", listing(&diagnostics));
-
-    let (_dir, path) = package(&text.replace("required", "supported"));
-    valid(&path);
+    expect(
+        &diagnostics,
+        at(text, r#""mysql://db/x""#),
+        "connections.bad.url",
+        "unsupported connection url \"mysql://db/x\"",
+    );
+    expect(
+        &diagnostics,
+        at(text, r#""wharehouse""#),
+        "tasks[0].connection",
+        "no connection named \"wharehouse\" (connections: warehouse, bad)",
+    );
+    expect(&diagnostics, at_nth(text, "[[tasks]]", 1), "tasks[1]", "give either `statement` or `file`, not both");
+    expect(&diagnostics, at_nth(text, "[[tasks]]", 2), "tasks[2]", "missing required field `statement`");
+    expect(&diagnostics, at(text, r#""not an identifier""#), "tasks[2].result", "must be an identifier");
+    assert_eq!(diagnostics.len(), 5, "{}", listing(&diagnostics));
 }
 
 #[test]
-fn isolation_is_refused_as_not_supported_yet() {
+fn sql_task_reads_its_statement_file_and_a_missing_file_is_an_error_at_file() {
+    let dir = TempDir::new().expect("temp dir");
+    write(dir.path(), "load.sql", "INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\n");
     let text = r#"[package]
 name = "p"
-isolation = "serializable"
+
+[connections.db]
+url = "sqlite://db.sqlite"
 
 [[tasks]]
-name = "A"
-kind = "sleep"
-duration = "1s"
+name = "Load"
+kind = "sql"
+connection = "db"
+file = "load.sql"
+bind = []
+timeout = "5s"
+transaction = "required"
 isolation = "read_committed"
+
+[[tasks]]
+name = "Missing"
+kind = "sql"
+connection = "db"
+file = "missing.sql"
+"#;
+    let path = write(dir.path(), "p.toml", text);
+    let diagnostics = invalid(&path);
+    assert_eq!(diagnostics.len(), 1, "{}", listing(&diagnostics));
+    assert_eq!(diagnostics[0].path, "tasks[1].file");
+    assert!(diagnostics[0].message.contains("cannot read SQL file") && diagnostics[0].message.contains("missing.sql"));
+
+    let path = write(dir.path(), "ok.toml", &text[..text.find("[[tasks]]\nname = \"Missing\"").expect("second task")]);
+    let loaded = valid(&path);
+    let task = &loaded.package.tasks[0];
+    let TaskKind::Sql(sql) = &task.kind else { panic!("Load is a sql task") };
+    assert!(sql.statement.text.contains("VALUES (2)"));
+    assert_eq!(task.transaction, TransactionOption::Required);
+    assert_eq!(task.isolation, Isolation::ReadCommitted);
+}
+
+#[test]
+fn transaction_and_isolation_values_are_checked() {
+    let text = r#"[package]
+name = "p"
+transaction = "mandatory"
+isolation = "snapshot"
+
+[[tasks]]
+name = "A"
+kind = "sleep"
+duration = "1s"
+transaction = "not_supported"
 "#;
     let diagnostics = errors_of(text);
-    let message = "`isolation` is not supported yet";
-    expect(&diagnostics, at_nth(text, "isolation", 0), "package.isolation", message);
-    expect(&diagnostics, at_nth(text, "isolation", 1), "tasks[0].isolation", message);
+    expect(
+        &diagnostics,
+        at(text, r#""mandatory""#),
+        "package.transaction",
+        "unknown transaction option \"mandatory\" (expected required, supported or not_supported)",
+    );
+    expect(
+        &diagnostics,
+        at(text, r#""snapshot""#),
+        "package.isolation",
+        "unknown isolation \"snapshot\" (expected read_uncommitted, read_committed, repeatable_read, serializable)",
+    );
     assert_eq!(diagnostics.len(), 2, "{}", listing(&diagnostics));
+}
+
+#[test]
+fn a_transaction_mixing_sqlite_with_another_database_through_a_child_package_is_refused() {
+    let dir = TempDir::new().expect("temp dir");
+    write(
+        dir.path(),
+        "child.toml",
+        "[package]\nname = \"child\"\n\n[connections.remote]\nurl = \"postgres://etl@db:5432/w\"\n\n[[tasks]]\nname = \"R\"\nkind = \"sql\"\nconnection = \"remote\"\nstatement = \"select 1\"\n",
+    );
+    let parent = "[package]\nname = \"parent\"\n\n[connections.local]\nurl = \"sqlite://l.db\"\n\n[[tasks]]\nname = \"Tx\"\nkind = \"sequence\"\ntransaction = \"required\"\n\n[[tasks.tasks]]\nname = \"L\"\nkind = \"sql\"\nconnection = \"local\"\nstatement = \"select 1\"\n\n[[tasks.tasks]]\nname = \"Child\"\nkind = \"package\"\npath = \"child.toml\"\n";
+    let path = write(dir.path(), "parent.toml", parent);
+    let diagnostics = invalid(&path);
+    assert_eq!(diagnostics.len(), 1, "{}", listing(&diagnostics));
+    assert_eq!(diagnostics[0].path, "tasks[0].tasks[1].path");
+    assert!(
+        diagnostics[0]
+            .message
+            .contains("the transaction started by \"Tx\" (tasks[0]) would mix SQLite connection \"local\""),
+        "{}",
+        diagnostics[0].message
+    );
+    // The child not joining (the task does not) makes it two transactions: fine.
+    let path = write(
+        dir.path(),
+        "apart.toml",
+        &parent.replace("path = \"child.toml\"\n", "path = \"child.toml\"\ntransaction = \"not_supported\"\n"),
+    );
+    valid(&path);
 }
 
 #[test]
@@ -194,17 +288,6 @@ name = "p"
 checkpoint = { file = "p.ckpt", usage = "if_exists" }
 "#;
     only_error(text, at(text, "checkpoint"), "package.checkpoint", "`checkpoint` is not supported yet");
-}
-
-#[test]
-fn connections_are_refused_as_not_supported_yet() {
-    let text = r#"[package]
-name = "p"
-
-[connections.warehouse]
-url = "sqlite://warehouse.db"
-"#;
-    only_error(text, at(text, "connections"), "connections", "`connections` is not supported yet");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,7 +436,7 @@ duration = "soon"
 
 [[tasks]]
 name = "Query"
-kind = "sql"
+kind = "spreadsheet"
 
 [[tasks]]
 name = "Load"
@@ -363,7 +446,7 @@ after = ["Extract", "Query"]
 "#;
     let diagnostics = errors_of(text);
     expect(&diagnostics, at(text, r#""soon""#), "tasks[0].duration", "invalid duration");
-    expect(&diagnostics, at(text, r#""sql""#), "tasks[1].kind", "not supported yet");
+    expect(&diagnostics, at(text, r#""spreadsheet""#), "tasks[1].kind", "unknown task kind");
     assert_eq!(diagnostics.len(), 2, "{}", listing(&diagnostics));
 }
 

@@ -251,6 +251,7 @@ async fn run_package_step(
         limits: host.config().limits.clone(),
         package_root: Some(root),
         secrets: record.secrets.values().map(value_text).collect(),
+        databases: Some(Arc::new(switchyard_sql::Drivers::new(&host.config().data_dir))),
         ..RunOptions::default()
     };
     let run = run_package(package, options).await;

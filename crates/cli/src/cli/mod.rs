@@ -6,6 +6,7 @@ mod certs;
 #[cfg(test)]
 mod cli_docs;
 mod coordinator;
+mod databases;
 mod demo;
 mod demo_agent;
 mod grpc;

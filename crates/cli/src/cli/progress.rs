@@ -34,6 +34,13 @@ impl Progress {
                 EventKind::TaskNotRun { reason } => format!("{:<9} {}: {reason}", "not run", event.path),
                 EventKind::Resumed { replayed } => format!("resumed after a restart; {replayed} ended task(s) kept"),
                 EventKind::NotResumed { reason } => format!("not resumed: {reason}"),
+                EventKind::TransactionEnded { committed, message } => {
+                    let verb = if *committed { "committed" } else { "rollback" };
+                    format!(
+                        "{verb:<9} transaction of {}: {message}",
+                        if event.path.is_empty() { "the package" } else { &event.path }
+                    )
+                }
             };
             let path_is_child = !event.path.is_empty()
                 && matches!(event.kind, EventKind::PackageStarted { .. } | EventKind::PackageFinished { .. });

@@ -89,8 +89,18 @@ pub async fn run(mut args: RunArgs) -> u8 {
             }
         }
     };
+    let env = |name: &str| std::env::var(name).ok();
+    let data_dir = match super::databases::data_dir(args.config.as_deref(), &env) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::BAD_COMMAND_LINE;
+        }
+    };
+    let databases = super::databases::drivers(&data_dir, &env).await;
     let options = RunOptions {
         agent_jobs,
+        databases: Some(databases),
         parameters,
         max_concurrent: args.max_concurrent,
         cancel,

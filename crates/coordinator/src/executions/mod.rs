@@ -87,6 +87,8 @@ struct Inner {
     store: Store,
     registry: Registry,
     data_dir: PathBuf,
+    /// Database sessions for `sql` tasks; the two-phase journal lives in data_dir.
+    databases: Arc<switchyard_sql::Drivers>,
     live: Mutex<HashMap<String, Live>>,
     requests: tokio::sync::Mutex<()>,
     /// Running children by execution, then by run id.
@@ -109,6 +111,7 @@ impl Executions {
             inner: Arc::new(Inner {
                 store,
                 registry,
+                databases: Arc::new(switchyard_sql::Drivers::new(&data_dir)),
                 data_dir,
                 limits,
                 live: Mutex::new(HashMap::new()),

@@ -61,6 +61,7 @@ impl Executions {
                         resume: Some(Arc::new(resume)),
                         limits: self.limits().clone(),
                         package_root: Some(dir.clone()),
+                        databases: Some(self.inner.databases.clone()),
                         ..RunOptions::default()
                     };
                     self.launch(execution, loaded.package, options, Some(prior));

@@ -72,6 +72,7 @@ impl Executions {
             max_concurrent: request.max_concurrent,
             limits: self.inner.limits.clone(),
             package_root: Some(dir),
+            databases: Some(self.inner.databases.clone()),
             ..RunOptions::default()
         };
         self.launch(record, package, options, None);

@@ -84,6 +84,13 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// A transaction ended where it started (the package or the task at the event's path).
+    TransactionEnded {
+        /// True when it committed, false when it rolled back.
+        committed: bool,
+        /// What happened, e.g. `committed on 2 connection(s) (two-phase)`.
+        message: String,
+    },
 }
 
 impl Serialize for TaskResult {
@@ -169,7 +176,9 @@ impl EventLog {
                         masker.mask_in_place(message);
                         masker.mask_in_place(output);
                     }
-                    EventKind::TaskNotRun { reason } | EventKind::NotResumed { reason } => {
+                    EventKind::TaskNotRun { reason }
+                    | EventKind::NotResumed { reason }
+                    | EventKind::TransactionEnded { message: reason, .. } => {
                         masker.mask_in_place(reason);
                     }
                     _ => {}

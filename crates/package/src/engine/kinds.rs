@@ -13,6 +13,7 @@ use super::graph::{GraphOutcome, run_graph};
 use super::loops::{run_for, run_foreach};
 use super::precedence::ScopeValue;
 use super::scope::Frame;
+use super::transaction::Enclosing;
 use super::{
     AgentJobRequest, ChildRecord, ChildStatus, ExecutionStatus, RunOptions, RunShared, TaskRecord, run_with_log,
 };
@@ -141,6 +142,11 @@ pub(crate) fn run_kind<'a>(
                     children: done.children,
                     ..KindOutcome::new(done.result, done.message)
                 }
+            }
+            TaskKind::Sql(sql) => {
+                let outcome = super::sql::run_sql(shared, task, sql, frame, cancel).await;
+                drop(permit);
+                outcome
             }
             TaskKind::Sequence(c) => {
                 let graph = run_graph(shared, &c.tasks, frame.clone(), &format!("{path}/"), cancel).await;
@@ -331,9 +337,12 @@ async fn run_child_package(
         limits: shared.limits.clone(),
         package_root: shared.package_root.clone(),
         secrets: Vec::new(),
+        databases: shared.databases.clone(),
     };
     let prefix = format!("{}{path}/", shared.event_prefix);
-    let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix)).await;
+    // The child inherits the transaction only when this task joined one (its frame says so).
+    let enclosing = Enclosing { transaction: frame.transaction.clone(), pool: shared.pool.clone() };
+    let run = Box::pin(run_with_log(child.clone(), &options, shared.events.clone(), prefix, enclosing)).await;
     let (result, status) = match run.status {
         ExecutionStatus::Succeeded | ExecutionStatus::Completed => (TaskResult::Success, ChildStatus::Succeeded),
         ExecutionStatus::Canceled => (TaskResult::Canceled, ChildStatus::Canceled),

@@ -2,6 +2,7 @@
 //! error counting, concurrency limits, timeouts, cancellation) and records what happened.
 
 mod budget;
+mod database;
 mod events;
 mod graph;
 mod kinds;
@@ -12,7 +13,9 @@ mod report;
 mod resume;
 mod scope;
 mod secrets;
+mod sql;
 mod task;
+mod transaction;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use switchyard_settings::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use database::{Databases, DbFuture, Session};
 pub use events::{Event, EventKind, EventLog, EventObserver};
 pub use params::{ParameterError, bind_parameters, secret_env_var};
 pub use report::{ChildRecord, ChildStatus, ExecutionStatus, PackageRun, TaskRecord, rfc3339, rfc3339_opt};
@@ -36,6 +40,7 @@ use crate::expr::Map;
 use crate::model::{AgentJobTask, Package, TaskResult};
 use graph::run_graph;
 use scope::Frame;
+use transaction::{Enclosing, Membership};
 
 /// How to run a package.
 #[derive(Clone)]
@@ -71,6 +76,8 @@ pub struct RunOptions {
     /// Values to show as `***` beyond the package's own secret parameters (an agent running a
     /// job whose parameters the coordinator marked secret).
     pub secrets: Vec<String>,
+    /// Opens database sessions for `sql` tasks; without it they fail saying so.
+    pub databases: Option<Arc<dyn Databases>>,
 }
 
 /// What a [`ProcessObserver`] is told.
@@ -101,6 +108,7 @@ impl Default for RunOptions {
             limits: Limits::default(),
             package_root: None,
             secrets: Vec::new(),
+            databases: None,
         }
     }
 }
@@ -176,6 +184,9 @@ pub(crate) struct RunShared {
     pub resume: Option<Arc<Resume>>,
     pub limits: Limits,
     pub package_root: Option<PathBuf>,
+    pub databases: Option<Arc<dyn Databases>>,
+    /// Sessions used outside transactions, shared with child packages.
+    pub pool: Arc<transaction::SessionPool>,
 }
 
 /// Runs a package to its end and returns what happened. Never panics on task failures: every
@@ -183,7 +194,7 @@ pub(crate) struct RunShared {
 pub async fn run_package(package: Arc<Package>, options: RunOptions) -> PackageRun {
     let after = options.resume.as_ref().map_or(0, |r| r.last_sequence);
     let events = Arc::new(EventLog::continuing(options.observer.clone(), after));
-    let mut run = run_with_log(package, &options, events.clone(), String::new()).await;
+    let mut run = run_with_log(package, &options, events.clone(), String::new(), Enclosing::default()).await;
     run.events = events.take();
     run
 }
@@ -194,6 +205,7 @@ pub(crate) async fn run_with_log(
     options: &RunOptions,
     events: Arc<EventLog>,
     event_prefix: String,
+    enclosing: Enclosing,
 ) -> PackageRun {
     let mut parameters = package.parameters.clone();
     for (k, v) in &options.parameters {
@@ -216,6 +228,8 @@ pub(crate) async fn run_with_log(
         resume: options.resume.clone(),
         limits: options.limits.clone(),
         package_root: options.package_root.clone(),
+        databases: options.databases.clone(),
+        pool: enclosing.pool.clone(),
     });
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -226,9 +240,13 @@ pub(crate) async fn run_with_log(
     }
     tracing::debug!(execution = %shared.execution_id, package = %package.name, slots, "package started");
 
-    let outcome = run_graph(&shared, &package.tasks, Frame::root(), "", &options.cancel).await;
+    let joined = transaction::enter(package.transaction, package.isolation, enclosing.transaction.as_ref(), || {
+        format!("package \"{}\"", package.name)
+    });
+    let frame = Frame::root().with_transaction(joined.transaction());
+    let outcome = run_graph(&shared, &package.tasks, frame, "", &options.cancel).await;
 
-    let status = if options.cancel.is_cancelled() {
+    let mut status = if options.cancel.is_cancelled() {
         ExecutionStatus::Canceled
     } else if shared.fail_package.load(Ordering::SeqCst)
         || outcome.fail_parent
@@ -238,6 +256,12 @@ pub(crate) async fn run_with_log(
     } else {
         ExecutionStatus::Succeeded
     };
+    if let Membership::Started(started) = &joined {
+        let succeeded = status == ExecutionStatus::Succeeded;
+        if transaction::settle(&shared, started, &package_path, succeeded).await.is_err() {
+            status = ExecutionStatus::Failed;
+        }
+    }
     let duration_ms = clock.elapsed().as_millis() as u64;
     shared.events.emit(&package_path, EventKind::PackageFinished { status, duration_ms });
     tracing::debug!(execution = %shared.execution_id, %status, duration_ms, errors = outcome.errors, "package finished");

@@ -1,11 +1,13 @@
-//! What expressions see at run time: parameters, loop variables, and the facts of tasks that
-//! have ended in the current container and the containers around it.
+//! What expressions see at run time: parameters, loop variables, variables set by `sql` tasks'
+//! `result`, and the facts of tasks that have ended in the current container and the containers
+//! around it; and the transaction the current container runs in.
 
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 
 use super::precedence::ScopeValue;
+use super::transaction::Transaction;
 use crate::expr::{Map, TaskFacts};
 
 /// The facts of one container's ended tasks, by name.
@@ -18,6 +20,11 @@ pub(crate) struct Frame {
     pub vars: Arc<Map>,
     /// Task facts, outermost container first.
     chain: Arc<Vec<Facts>>,
+    /// Variables set by `sql` tasks (`result`), one set per package run; loop variables of the
+    /// same name hide them.
+    results: Arc<Mutex<Map>>,
+    /// The transaction tasks here join unless they say otherwise.
+    pub transaction: Option<Arc<Transaction>>,
 }
 
 impl Frame {
@@ -32,12 +39,22 @@ impl Frame {
         let mut chain = Vec::with_capacity(self.chain.len() + 1);
         chain.extend(self.chain.iter().cloned());
         chain.push(facts.clone());
-        (Frame { vars: self.vars.clone(), chain: Arc::new(chain) }, facts)
+        (Frame { chain: Arc::new(chain), ..self.clone() }, facts)
     }
 
     /// The same scope with other loop variables.
     pub fn with_vars(&self, vars: Map) -> Frame {
-        Frame { vars: Arc::new(vars), chain: self.chain.clone() }
+        Frame { vars: Arc::new(vars), ..self.clone() }
+    }
+
+    /// The same scope inside `transaction` (None: outside any).
+    pub fn with_transaction(&self, transaction: Option<Arc<Transaction>>) -> Frame {
+        Frame { transaction, ..self.clone() }
+    }
+
+    /// Sets `vars.<name>` for the rest of the package run.
+    pub fn set_result(&self, name: &str, value: serde_json::Value) {
+        self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_string(), value);
     }
 
     /// Everything visible now; inner containers' task names hide outer ones.
@@ -49,7 +66,15 @@ impl Frame {
                 tasks.insert(name.clone(), facts.clone());
             }
         }
-        ScopeValue { params: params.clone(), vars: self.vars.clone(), tasks }
+        let results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let vars = if results.is_empty() {
+            self.vars.clone()
+        } else {
+            let mut vars = results.clone();
+            vars.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Arc::new(vars)
+        };
+        ScopeValue { params: params.clone(), vars, tasks }
     }
 }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::graph::not_run_facts;
 use super::kinds::{KindOutcome, run_kind};
 use super::scope::Frame;
+use super::transaction::{self, Membership};
 use super::{ChildRecord, EventKind, RunShared, TaskRecord};
 use crate::expr::TaskFacts;
 use crate::model::{Task, TaskKind, TaskResult};
@@ -35,7 +36,10 @@ pub(crate) struct TaskOutcome {
 
 /// True for tasks that hold a package slot while they run (containers do not: their tasks do).
 fn holds_slot(kind: &TaskKind) -> bool {
-    matches!(kind, TaskKind::Process(_) | TaskKind::Sleep(_) | TaskKind::Package(_) | TaskKind::AgentJob(_))
+    matches!(
+        kind,
+        TaskKind::Process(_) | TaskKind::Sleep(_) | TaskKind::Package(_) | TaskKind::AgentJob(_) | TaskKind::Sql(_)
+    )
 }
 
 /// Runs a task whose constraints allowed it to start.
@@ -52,7 +56,11 @@ pub(crate) fn run_task<'a>(
         if task.disabled {
             return disabled(shared, task, &path, &event_path);
         }
-        if let Some(replayed) = super::resume::replay(shared, task, &path, &frame) {
+        // Work done inside a transaction before a restart died with its session: a task that
+        // runs in one runs again (a transacted container restarts whole), never replayed.
+        if frame.transaction.is_none()
+            && let Some(replayed) = super::resume::replay(shared, task, &path, &frame)
+        {
             return replayed;
         }
         let permit = if holds_slot(&task.kind) {
@@ -69,6 +77,10 @@ pub(crate) fn run_task<'a>(
         shared.events.emit(&event_path, EventKind::TaskStarted { kind });
 
         let task_cancel = cancel.child_token();
+        let joined = transaction::enter(task.transaction, task.isolation, frame.transaction.as_ref(), || {
+            format!("task \"{path}\"")
+        });
+        let frame = frame.with_transaction(joined.transaction());
         let body = run_kind(shared, task, &path, &frame, &task_cancel, permit);
         let mut timed_out = false;
         let mut outcome = match task.timeout {
@@ -89,6 +101,17 @@ pub(crate) fn run_task<'a>(
             let limit = task.timeout.unwrap_or_default();
             outcome.result = TaskResult::Failure;
             outcome.message = format!("timed out after {}; {}", humantime::format_duration(limit), outcome.message);
+        }
+        if let Membership::Started(started) = &joined {
+            let succeeded = outcome.result == TaskResult::Success;
+            match transaction::settle(shared, started, &event_path, succeeded).await {
+                Err(e) => {
+                    outcome.result = TaskResult::Failure;
+                    outcome.message = format!("{}; {e}", outcome.message);
+                }
+                Ok(()) if !succeeded => outcome.message = format!("{}; its transaction rolled back", outcome.message),
+                Ok(()) => {}
+            }
         }
         let duration_ms = clock.elapsed().as_millis() as u64;
         finish(shared, task, path, event_path, Some(started_at), duration_ms, outcome)

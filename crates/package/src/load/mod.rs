@@ -3,7 +3,9 @@
 
 mod constraints;
 mod reader;
+mod sql;
 mod tasks;
+mod transactions;
 mod warnings;
 
 use std::collections::HashMap;
@@ -198,7 +200,6 @@ fn read_document(
     let mut top = Fields::new(root, span.clone(), "");
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    top.refuse_unsupported(reader, &["connections"], "connections come with the `sql` task");
 
     let header = top.require(reader, "package", "a [package] table with at least `name`");
     let mut package = Package {
@@ -211,6 +212,9 @@ fn read_document(
         parameters: Map::new(),
         secrets: Vec::new(),
         tasks: Vec::new(),
+        connections: indexmap::IndexMap::new(),
+        transaction: Default::default(),
+        isolation: Default::default(),
     };
     if let Some(header) = header
         && let Some(table) = reader.table(header, "package")
@@ -244,17 +248,21 @@ fn read_document(
             }
         }
     }
-    let context = tasks::Context { dir: &dir };
+    if let Some(connections) = top.take("connections") {
+        package.connections = sql::read_connections(reader, connections, &package.parameters);
+    }
+    let context = tasks::Context { dir: &dir, connections: &package.connections };
     if let Some(list) = top.take("tasks") {
         package.tasks = tasks::read_tasks(reader, loader, &context, list, "tasks");
     }
-    top.finish(reader, "at the top of a package (expected package, parameters, tasks)");
+    top.finish(reader, "at the top of a package (expected package, parameters, connections, tasks)");
     let count = count_tasks(&package.tasks);
     if count > reader.limits.package_tasks {
         let message = Limits::refusal("the file", count, "package_tasks", reader.limits.package_tasks, "tasks");
         reader.error(&span, "tasks", message);
     }
     warnings::warn(reader, &package);
+    transactions::check(reader, &package);
     Some(package)
 }
 
@@ -285,9 +293,12 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
     {
         package.max_errors = n as u32;
     }
-    tasks::read_transaction(reader, &mut fields);
+    (package.transaction, package.isolation) = sql::read_transaction(reader, &mut fields);
     fields.refuse_unsupported(reader, &["checkpoint"], "checkpoints come with restartable packages");
-    fields.finish(reader, "in [package] (expected name, description, max_concurrent, max_errors)");
+    fields.finish(
+        reader,
+        "in [package] (expected name, description, max_concurrent, max_errors, transaction, isolation)",
+    );
 }
 
 /// Reads `[parameters.NAME]` with a `secret` key: `secret = true` and nothing else (a secret's

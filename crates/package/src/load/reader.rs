@@ -23,11 +23,19 @@ pub(crate) struct Reader<'m> {
     pub diagnostics: Vec<Diagnostic>,
     /// Where each constraint was written, by field path, for warnings found after loading.
     pub constraint_spans: std::collections::HashMap<String, Range<usize>>,
+    /// Where other fields checked after loading were written (a `sql` task's `connection`).
+    pub field_spans: std::collections::HashMap<String, Range<usize>>,
 }
 
 impl<'m> Reader<'m> {
     pub fn new(map: &'m SourceMap, limits: &'m Limits) -> Self {
-        Self { map, limits, diagnostics: Vec::new(), constraint_spans: Default::default() }
+        Self {
+            map,
+            limits,
+            diagnostics: Vec::new(),
+            constraint_spans: Default::default(),
+            field_spans: Default::default(),
+        }
     }
 
     pub fn error(&mut self, span: &Range<usize>, path: &str, message: impl Into<String>) {

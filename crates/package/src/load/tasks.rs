@@ -10,8 +10,8 @@ use super::Loader;
 use super::constraints::{RawConstraint, read_constraints, resolve_container};
 use super::reader::{Fields, Reader, Value};
 use crate::model::{
-    AgentJobTask, AgentTarget, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd, PackageTask,
-    ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
+    AgentJobTask, AgentTarget, Connection, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd,
+    PackageTask, ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
 };
 use switchyard_settings::Limits;
 
@@ -19,9 +19,11 @@ use switchyard_settings::Limits;
 pub(crate) struct Context<'a> {
     /// The package file's folder.
     pub dir: &'a Path,
+    /// The package's `[connections]`, which its `sql` tasks name.
+    pub connections: &'a IndexMap<String, Connection>,
 }
 
-const KINDS: &str = "process, sleep, package, agent_job, sequence, foreach or for";
+const KINDS: &str = "process, sleep, package, agent_job, sql, sequence, foreach or for";
 
 /// Reads an array of task tables, then resolves and checks their constraints as one container.
 pub(crate) fn read_tasks(
@@ -111,7 +113,7 @@ fn read_task(
         .unwrap_or(false);
     let force_result = f.take("force_result").and_then(|v| read_force_result(reader, v, &f.path_of("force_result")));
     let timeout = f.take("timeout").and_then(|v| positive_duration(reader, v, &f.path_of("timeout")));
-    read_transaction(reader, &mut f);
+    let (transaction, isolation) = super::sql::read_transaction(reader, &mut f);
 
     let mut kind_known = true;
     let kind = match kind_name.as_deref() {
@@ -125,13 +127,7 @@ fn read_task(
         Some("sequence") => Some(TaskKind::Sequence(read_body(reader, loader, context, &mut f))),
         Some("foreach") => read_foreach(reader, loader, context, &mut f).map(TaskKind::Foreach),
         Some("for") => read_for(reader, loader, context, &mut f).map(TaskKind::For),
-        Some("sql") => {
-            if let Some(v) = kind_value {
-                reader.error(&v.span(), &f.path_of("kind"), "task kind `sql` is not supported yet");
-            }
-            kind_known = false;
-            None
-        }
+        Some("sql") => super::sql::read_sql_task(reader, &mut f, context.dir, context.connections).map(TaskKind::Sql),
         Some(other) => {
             if let Some(v) = kind_value {
                 reader.error(&v.span(), &f.path_of("kind"), format!("unknown task kind `{other}` (expected {KINDS})"));
@@ -167,28 +163,13 @@ fn read_task(
             fail_package_on_failure,
             force_result,
             timeout,
+            transaction,
+            isolation,
         },
         path: path.to_string(),
         name_span,
         constraints,
     })
-}
-
-/// `transaction` and `isolation`: only the values that need no transaction support are accepted.
-pub(crate) fn read_transaction(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) {
-    if let Some(v) = f.take("transaction") {
-        let path = f.path_of("transaction");
-        match reader.string(v, &path).as_deref() {
-            Some("supported" | "not_supported") | None => {}
-            Some("required") => reader.error(&v.span(), &path, "transaction = \"required\" is not supported yet"),
-            Some(other) => reader.error(
-                &v.span(),
-                &path,
-                format!("unknown transaction option \"{other}\" (expected required, supported or not_supported)"),
-            ),
-        }
-    }
-    f.refuse_unsupported(reader, &["isolation"], "isolation applies to transactions, which are not supported yet");
 }
 
 fn read_force_result(reader: &mut Reader<'_>, v: &Value<'_>, path: &str) -> Option<TaskResult> {
@@ -301,6 +282,7 @@ fn read_package_task(
     let path = path?;
     let mut child = None;
     if let (Some(relative), Some(v)) = (path.literal(), path_value) {
+        reader.field_spans.insert(path_field.clone(), v.span());
         match loader.load_child(context.dir, relative) {
             Ok(Some(package)) => {
                 for (name, span) in &spans {

@@ -112,6 +112,15 @@ fn visit_tasks(tasks: &[Task], prefix: &str, file: &Path, tree: &mut PackageTree
     for task in tasks {
         let path = if prefix.is_empty() { task.name.clone() } else { format!("{prefix}/{}", task.name) };
         match &task.kind {
+            TaskKind::Sql(sql) => {
+                // A statement file travels with its package (the coordinator loads it again).
+                if let Some(statement_file) = &sql.statement.file {
+                    let statement_file = normalize(statement_file);
+                    if seen.insert(statement_file.clone()) {
+                        tree.files.push(statement_file);
+                    }
+                }
+            }
             TaskKind::Package(child_task) => match &child_task.child {
                 Some(child) => visit(child, tree, seen),
                 None => tree.dynamic.push(DynamicChild {
