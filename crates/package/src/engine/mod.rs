@@ -3,6 +3,7 @@
 
 mod budget;
 mod events;
+mod forced;
 mod graph;
 mod kinds;
 mod loops;
