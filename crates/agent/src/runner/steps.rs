@@ -241,9 +241,14 @@ async fn run_package_step(
             parameters.insert(name.clone(), value.clone());
         }
     }
+    let resume = match super::checkpoint::start(&package, &root) {
+        Ok(resume) => resume,
+        Err(message) => return failed(format!("package \"{path}\": {message}")),
+    };
     let options = RunOptions {
         execution_id: record.run_id.clone(),
         parameters,
+        resume,
         cancel: cancel.clone(),
         output_limit: host.config().output_limit.min(host.config().limits.output),
         kill_grace: host.config().kill_grace,
@@ -253,7 +258,8 @@ async fn run_package_step(
         secrets: record.secrets.values().map(value_text).collect(),
         ..RunOptions::default()
     };
-    let run = run_package(package, options).await;
+    let run = run_package(package.clone(), options).await;
+    let checkpoint_note = super::checkpoint::finish(&package, &run);
     let mut stdout = String::new();
     let mut stderr = String::new();
     for task in &run.tasks {
@@ -275,6 +281,11 @@ async fn run_package_step(
             HistoryStatus::Failed,
             format!("Package \"{}\" failed (failed tasks: {}).", run.package, failures.join(", ")),
         ),
+    };
+    let (status, message) = match checkpoint_note {
+        Ok(None) => (status, message),
+        Ok(Some(note)) => (status, format!("{message} {note}")),
+        Err(problem) => (HistoryStatus::Failed, format!("{message} {problem}")),
     };
     (StepResult { status, message, exit_code: None }, stdout, stderr, false, Some(hash))
 }

@@ -91,6 +91,14 @@ impl Executions {
             Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
             Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
         };
+        if package.checkpoint.is_some() {
+            // Each execution has its own folder here, so a checkpoint file there would never be
+            // found by the next one; refused rather than silently ignored.
+            return Err(Error::InvalidArgument(format!(
+                "package \"{}\": checkpoint is not supported yet on a coordinator (an execution resumes after a coordinator restart from its stored events instead); run it with `switchyard run` without --coordinator to restart from its checkpoint file",
+                package.name
+            )));
+        }
         let parameters = bind_parameters(&package, &request.parameters)
             .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
         Ok((package, parameters))

@@ -73,6 +73,7 @@ mod tests {
             fail_package_on_failure: false,
             force_result: force,
             timeout: None,
+            transaction: crate::model::TransactionOption::Supported,
         }
     }
 

@@ -2,6 +2,7 @@
 //! error counting, concurrency limits, timeouts, cancellation) and records what happened.
 
 mod budget;
+mod checkpoint;
 mod events;
 mod forced;
 mod graph;
@@ -27,6 +28,9 @@ use switchyard_settings::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, KeptTask, Restart, Settled, checkpoint_file, plan_restart, settle, version_hash,
+};
 pub use events::{Event, EventKind, EventLog, EventObserver};
 pub use params::{ParameterError, bind_parameters, secret_env_var};
 pub use report::{ChildRecord, ChildStatus, ExecutionStatus, PackageRun, TaskRecord, rfc3339, rfc3339_opt};
@@ -222,12 +226,18 @@ pub(crate) async fn run_with_log(
     let clock = Instant::now();
     let package_path = shared.event_prefix.trim_end_matches('/').to_string();
     match &shared.resume {
-        Some(resume) => shared.events.emit(&package_path, EventKind::Resumed { replayed: resume.replayed() }),
-        None => shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() }),
+        Some(resume) if resume.checkpoint_of.is_none() => {
+            shared.events.emit(&package_path, EventKind::Resumed { replayed: resume.replayed() })
+        }
+        _ => shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() }),
     }
+    // The package variables: restored from a checkpoint, else none yet. (A task that sets
+    // package variables, such as the `sql` task's `result`, sets them here.)
+    let variables = shared.resume.as_ref().map(|r| r.variables.clone()).unwrap_or_default();
     tracing::debug!(execution = %shared.execution_id, package = %package.name, slots, "package started");
 
-    let outcome = run_graph(&shared, &package.tasks, Frame::root(), "", &options.cancel).await;
+    let root = Frame::root().with_vars(variables.clone());
+    let outcome = run_graph(&shared, &package.tasks, root, "", &options.cancel).await;
 
     let status = if options.cancel.is_cancelled() {
         ExecutionStatus::Canceled
@@ -252,6 +262,7 @@ pub(crate) async fn run_with_log(
         parameters: masked_parameters(&package, &parameters, &shared.events.masker()),
         tasks: outcome.records,
         children: outcome.children,
+        variables,
         events: Vec::new(),
     }
 }

@@ -129,6 +129,7 @@ fn finish(
             exit_code: outcome.exit_code,
             output: shown_output,
             agent: outcome.agent.clone(),
+            errors: errors_up,
         },
     );
     let facts = TaskFacts {

@@ -11,7 +11,7 @@ use super::constraints::{RawConstraint, read_constraints, resolve_container};
 use super::reader::{Fields, Reader, Value};
 use crate::model::{
     AgentJobTask, AgentTarget, Container, ForTask, ForeachItems, ForeachTask, Join, OnParentEnd, PackageTask,
-    ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult,
+    ParamValue, ProcessTask, SleepTask, Task, TaskKind, TaskResult, TransactionOption,
 };
 use switchyard_settings::Limits;
 
@@ -111,7 +111,7 @@ fn read_task(
         .unwrap_or(false);
     let force_result = f.take("force_result").and_then(|v| read_force_result(reader, v, &f.path_of("force_result")));
     let timeout = f.take("timeout").and_then(|v| positive_duration(reader, v, &f.path_of("timeout")));
-    read_transaction(reader, &mut f);
+    let transaction = read_transaction(reader, &mut f);
 
     let mut kind_known = true;
     let kind = match kind_name.as_deref() {
@@ -167,6 +167,7 @@ fn read_task(
             fail_package_on_failure,
             force_result,
             timeout,
+            transaction,
         },
         path: path.to_string(),
         name_span,
@@ -174,12 +175,15 @@ fn read_task(
     })
 }
 
-/// `transaction` and `isolation`: only the values that need no transaction support are accepted.
-pub(crate) fn read_transaction(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) {
+/// `transaction` and `isolation`: only the values that need no transaction support are accepted
+/// (`required` comes with transactions).
+pub(crate) fn read_transaction(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) -> TransactionOption {
+    let mut option = TransactionOption::Supported;
     if let Some(v) = f.take("transaction") {
         let path = f.path_of("transaction");
         match reader.string(v, &path).as_deref() {
-            Some("supported" | "not_supported") | None => {}
+            Some("supported") | None => {}
+            Some("not_supported") => option = TransactionOption::NotSupported,
             Some("required") => reader.error(&v.span(), &path, "transaction = \"required\" is not supported yet"),
             Some(other) => reader.error(
                 &v.span(),
@@ -189,6 +193,7 @@ pub(crate) fn read_transaction(reader: &mut Reader<'_>, f: &mut Fields<'_, '_>) 
         }
     }
     f.refuse_unsupported(reader, &["isolation"], "isolation applies to transactions, which are not supported yet");
+    option
 }
 
 fn read_force_result(reader: &mut Reader<'_>, v: &Value<'_>, path: &str) -> Option<TaskResult> {
