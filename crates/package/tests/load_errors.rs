@@ -188,12 +188,28 @@ isolation = "read_committed"
 }
 
 #[test]
-fn checkpoint_is_refused_as_not_supported_yet() {
+fn checkpoint_loads_with_its_file_and_usage() {
+    let (_dir, path) =
+        package("[package]\nname = \"p\"\ncheckpoint = { file = \"state/p.ckpt\", usage = \"if_exists\" }\n");
+    let checkpoint = valid(&path).package.checkpoint.clone().expect("checkpoint read");
+    assert_eq!(checkpoint.file, PathBuf::from("state/p.ckpt"));
+    assert_eq!(checkpoint.usage, switchyard_package::model::CheckpointUsage::IfExists);
+    let (_dir, path) = package("[package]\nname = \"p\"\ncheckpoint = { file = \"p.ckpt\" }\n");
+    let usage = valid(&path).package.checkpoint.clone().expect("checkpoint read").usage;
+    assert_eq!(usage, switchyard_package::model::CheckpointUsage::Never, "SSIS's default usage");
+}
+
+#[test]
+fn a_bad_checkpoint_names_the_field_and_what_is_expected() {
     let text = r#"[package]
 name = "p"
-checkpoint = { file = "p.ckpt", usage = "if_exists" }
+checkpoint = { usage = "sometimes", every = 3 }
 "#;
-    only_error(text, at(text, "checkpoint"), "package.checkpoint", "`checkpoint` is not supported yet");
+    let diagnostics = errors_of(text);
+    expect(&diagnostics, at(text, r#""sometimes""#), "package.checkpoint.usage", "expected never, if_exists, always");
+    expect(&diagnostics, at(text, "every"), "package.checkpoint.every", "expected file, usage");
+    expect(&diagnostics, at(text, "{ usage"), "package.checkpoint", "missing required field `file`");
+    assert_eq!(diagnostics.len(), 3, "{}", listing(&diagnostics));
 }
 
 #[test]

@@ -34,9 +34,9 @@ pub(super) fn finish(package: &Package, run: &PackageRun) -> Result<Option<Strin
         return Ok(None);
     }
     match settle(package, run) {
-        Ok(Settled::Written(_, kept)) => {
-            Ok(Some(format!("Checkpoint written ({kept} task(s) succeeded): the next run restarts from the failed task.")))
-        }
+        Ok(Settled::Written(_, kept)) => Ok(Some(format!(
+            "Checkpoint written ({kept} task(s) succeeded): the next run restarts from the failed task."
+        ))),
         Ok(_) => Ok(None),
         Err(e) => Err(format!("Checkpoint: {e}.")),
     }
