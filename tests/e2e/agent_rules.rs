@@ -1,7 +1,7 @@
 //! SQL Server Agent rules an audit of the tests found unproven (issue 13 item 7), each against a
 //! real agent: the default step actions (on_success `next`, on_failure `quit_failure`, as SSMS
 //! sets them; DESIGN.md §3) and sp_help_job's activity and last outcome (executing with runs
-//! waiting, between_retries, idle; ssis-semantics.md §2.4).
+//! waiting, between_retries, idle; ssis-semantics.md §2.4); and a package step's checkpoint.
 
 use switchyard_proto::{
     HistoryStatus, JobActivity, JobOutcome, JobSummary, ListJobsRequest, RunStatus, StopJobRequest,
@@ -171,4 +171,48 @@ async fn list_jobs_reports_activity_between_retries_idle_and_the_last_outcome_li
     assert_eq!(run_status(&ended), RunStatus::Canceled, "{ended:?}");
     let canceled = job(&mut client, "retried").await;
     assert_eq!((activity(&canceled), outcome(&canceled)), (JobActivity::Idle, JobOutcome::Canceled), "{canceled:?}");
+}
+
+/// A package step's package with a checkpoint: Extract, then Load, which fails while the file
+/// FAIL is in packages_dir.
+const CHECKPOINTED: &str = r#"[package]
+name = "checkpointed"
+checkpoint = { file = "checkpointed.ckpt", usage = "if_exists" }
+
+[[tasks]]
+name = "Extract"
+kind = "process"
+command = ["sh", "-c", "echo x >> extract.txt"]
+
+[[tasks]]
+name = "Load"
+kind = "process"
+after = ["Extract"]
+command = ["sh", "-c", "echo x >> load.txt; test ! -f FAIL"]
+"#;
+
+/// A job step runs its package as dtexec does (SQL Server Agent's SSIS step), so a package with
+/// a checkpoint restarts from the failed task when the job runs again (DESIGN.md §3 Checkpoints).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_step_restarts_its_package_from_the_checkpoint_a_failed_run_left() {
+    let ws = Workspace::new();
+    let job = "name = \"load\"\n\n[[steps]]\nname = \"package\"\npackage = \"checkpointed.toml\"\n";
+    let agent = AgentProcess::setup(&ws).job("load.toml", job).package("checkpointed.toml", CHECKPOINTED).start().await;
+    let packages = agent.folder().join("packages");
+    let lines = |file: &str| std::fs::read_to_string(packages.join(file)).unwrap_or_default().lines().count();
+    std::fs::write(packages.join("FAIL"), "").expect("write FAIL");
+    let mut client = agent.client().await;
+
+    let first = start(&mut client, "load", "tester").await;
+    assert_eq!(run_status(&wait_for_end(&client, &first.run_id).await), RunStatus::Failed);
+    let rows = history(&mut client, "load").await;
+    let step = rows.iter().find(|r| r.step_id == 1).expect("the step's row");
+    assert!(step.message.contains("Checkpoint written (1 task(s) succeeded)"), "{step:?}");
+    assert!(packages.join("checkpointed.ckpt").exists());
+
+    std::fs::remove_file(packages.join("FAIL")).expect("remove FAIL");
+    let second = start(&mut client, "load", "tester").await;
+    assert_eq!(run_status(&wait_for_end(&client, &second.run_id).await), RunStatus::Succeeded);
+    assert_eq!((lines("extract.txt"), lines("load.txt")), (1, 2), "only the failed task ran again");
+    assert!(!packages.join("checkpointed.ckpt").exists(), "deleted when the package succeeded");
 }
