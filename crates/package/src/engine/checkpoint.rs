@@ -297,7 +297,7 @@ impl Checkpoint {
             .into_iter()
             .filter(|(path, e)| succeeded(e.result) && !inside(path))
             .map(|(path, e)| KeptTask {
-                kind: record(&path).map_or("process", |r| r.kind).to_string(),
+                kind: record(&path).map_or("", |r| r.kind).to_string(),
                 started_at: record(&path).and_then(|r| r.started_at).unwrap_or(e.started_at),
                 ..kept(path, e)
             })

@@ -23,7 +23,8 @@ pub(crate) struct Forced {
 
 /// Applies `task.force_result` to a task that ended with `raw`. `inner_errors` are the errors
 /// counted inside a container (0 for a leaf task).
-pub(crate) fn apply(task: &Task, raw: TaskResult, inner_errors: u32, is_container: bool) -> Forced {
+pub(crate) fn apply(task: &Task, raw: TaskResult, inner_errors: u32) -> Forced {
+    let is_container = task.kind.children().is_some();
     // The errors the executable itself counts: a failed leaf raises one; a container counts what
     // its tasks raised, and a container that failed without any (fail_parent_on_failure, a
     // failed loop enumerator) still raises one.
@@ -58,13 +59,21 @@ pub(crate) fn apply(task: &Task, raw: TaskResult, inner_errors: u32, is_containe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Join, SleepTask, TaskKind};
+    use crate::model::{Container, Join, SleepTask, TaskKind};
 
     fn task(force: Option<TaskResult>, max_errors: u32) -> Task {
+        leaf_or_container(force, max_errors, TaskKind::Sleep(SleepTask { duration: std::time::Duration::ZERO }))
+    }
+
+    fn container(force: Option<TaskResult>, max_errors: u32) -> Task {
+        leaf_or_container(force, max_errors, TaskKind::Sequence(Container::default()))
+    }
+
+    fn leaf_or_container(force: Option<TaskResult>, max_errors: u32, kind: TaskKind) -> Task {
         Task {
             name: "T".into(),
             description: None,
-            kind: TaskKind::Sleep(SleepTask { duration: std::time::Duration::ZERO }),
+            kind,
             after: Vec::new(),
             join: Join::All,
             disabled: false,
@@ -79,24 +88,24 @@ mod tests {
 
     #[test]
     fn a_failure_forced_to_success_keeps_its_error_for_the_parents() {
-        let forced = apply(&task(Some(TaskResult::Success), 0), TaskResult::Failure, 0, false);
+        let forced = apply(&task(Some(TaskResult::Success), 0), TaskResult::Failure, 0);
         assert_eq!((forced.result, forced.errors_up), (TaskResult::Success, 1));
     }
 
     #[test]
     fn a_forced_success_is_ignored_once_the_tasks_own_max_errors_is_reached() {
-        let forced = apply(&task(Some(TaskResult::Success), 1), TaskResult::Failure, 0, false);
+        let forced = apply(&task(Some(TaskResult::Success), 1), TaskResult::Failure, 0);
         assert_eq!((forced.result, forced.errors_up), (TaskResult::Failure, 1));
         assert!(forced.note.is_some_and(|n| n.contains("ignored")));
-        let container = apply(&task(Some(TaskResult::Completion), 3), TaskResult::Success, 2, true);
+        let container = apply(&container(Some(TaskResult::Completion), 3), TaskResult::Success, 2);
         assert_eq!((container.result, container.errors_up), (TaskResult::Completion, 2), "2 < 3: forced");
     }
 
     #[test]
     fn a_forced_failure_always_applies_and_raises_one_error() {
-        let forced = apply(&task(Some(TaskResult::Failure), 1), TaskResult::Success, 0, false);
+        let forced = apply(&task(Some(TaskResult::Failure), 1), TaskResult::Success, 0);
         assert_eq!((forced.result, forced.errors_up), (TaskResult::Failure, 1));
-        let canceled = apply(&task(Some(TaskResult::Failure), 1), TaskResult::Canceled, 0, false);
+        let canceled = apply(&task(Some(TaskResult::Failure), 1), TaskResult::Canceled, 0);
         assert_eq!((canceled.result, canceled.note), (TaskResult::Canceled, None), "canceled is never forced");
     }
 }

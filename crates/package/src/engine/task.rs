@@ -108,8 +108,7 @@ fn finish(
     let raw = outcome.result;
     let mut message = shared.events.mask(&outcome.message);
     let shown_output = shared.events.mask(&outcome.output);
-    let is_container = task.kind.children().is_some();
-    let forced = super::forced::apply(task, raw, outcome.inner_errors, is_container);
+    let forced = super::forced::apply(task, raw, outcome.inner_errors);
     if let Some(note) = &forced.note {
         message = format!("{message} ({note})");
     }
