@@ -1050,6 +1050,37 @@ fn failure_constraint_at_the_default_max_errors_loads_with_a_warning_at_the_cons
     assert!(w.to_string().contains(": warning: tasks[1].after[0]: "), "{w}");
 }
 
+/// A container forced to success still hands its errors to the package (engine/forced.rs, as
+/// SSIS counts them in every parent), so it no longer hides the warning.
+#[test]
+fn a_container_forced_to_success_does_not_hide_the_warning() {
+    let text = r#"[package]
+name = "p"
+
+[[tasks]]
+name = "Stage"
+kind = "sequence"
+max_errors = 0
+force_result = "success"
+
+  [[tasks.tasks]]
+  name = "Extract"
+  kind = "process"
+  command = ["false"]
+
+  [[tasks.tasks]]
+  name = "Alert"
+  kind = "process"
+  command = ["true"]
+  after = [{ task = "Extract", on = "failure" }]
+"#;
+    let (_dir, path) = package(text);
+    let loaded = valid(&path);
+    let warnings = &loaded.warnings.0;
+    assert_eq!(warnings.len(), 1, "{}", listing(warnings));
+    assert!(warnings[0].message.contains("still fails the package \"p\""), "{}", warnings[0]);
+}
+
 #[test]
 fn failure_constraint_with_max_errors_two_loads_without_a_warning() {
     let text = FAILURE_PATH.replace("name = \"p\"\n", "name = \"p\"\nmax_errors = 2\n");
