@@ -127,10 +127,12 @@ async fn health_and_reflection_are_served() {
         for wanted in ["switchyard.v1.Agent", "grpc.health.v1.Health"] {
             assert!(services.iter().any(|s| s == wanted), "{wanted} is not listed: {services:?}");
         }
+        // An agent answers UNIMPLEMENTED for the coordinator's service: it must not advertise it.
+        assert!(!services.iter().any(|s| s == "switchyard.v1.Coordinator"), "{services:?}");
     }
 }
 
-async fn list_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
+pub(crate) async fn list_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
     use v1::server_reflection_request::MessageRequest;
     use v1::server_reflection_response::MessageResponse;
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);

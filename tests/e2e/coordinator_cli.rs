@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard_proto::ListJobsRequest;
+use switchyard_proto::{DeployJobRequest, ListJobsRequest, PackageFile};
 use switchyard_tests::{Workspace, spawn_switchyard, switchyard_async};
 
 use crate::coordinator::{AGENTS, Cluster, only_child, text};
@@ -123,4 +123,22 @@ async fn a_local_run_with_config_reaches_the_listed_agents() {
     let out = switchyard_async(["run", package.as_str(), "--json"]).await;
     out.assert_exit(1);
     assert!(out.stdout.contains("--config coordinator.toml"), "{out}");
+}
+
+/// Issue 12: DeployJob pushed the packages before the agents refused the job, so an invalid
+/// request replaced packages. It is now checked whole by the coordinator first.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_deploy_is_refused_whole_and_replaces_nothing_on_any_agent() {
+    let cluster = Cluster::setup(Workspace::new()).start().await;
+    let mut client = cluster.coordinator.client().await;
+    let package = PackageFile { path: "greet.toml".into(), content: GREET_PACKAGE.into() };
+    let job = GREET_JOB.replace("[[steps]]", "timeout = 5\n[[steps]]");
+    let request = DeployJobRequest { pool: "etl".into(), job, packages: vec![package], ..Default::default() };
+    let status = client.deploy_job(request).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("job:3:11: timeout"), "the refusal names the line and field: {status:?}");
+    for name in AGENTS {
+        let pushed = cluster.agent(name).data_dir().join("packages").join("greet.toml");
+        assert!(!pushed.exists(), "{name} received {} from a refused deploy", pushed.display());
+    }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use switchyard_proto::coordinator_client::CoordinatorClient;
 use switchyard_proto::report_part::Part;
-use switchyard_proto::{GetExecutionRequest, GetReportRequest, ListAgentsRequest, PackageFile, StartExecutionRequest};
+use switchyard_proto::{
+    CancelExecutionRequest, CoordinatorStartJobRequest, DeployJobRequest, DrainAgentRequest, GetExecutionRequest,
+    GetReportRequest, ListAgentsRequest, PackageFile, StartExecutionRequest, WatchExecutionRequest,
+};
 use switchyard_tests::{CoordinatorProcess, Workspace, eventually_async, within};
 use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
@@ -176,4 +179,60 @@ async fn an_idle_connection_is_closed_after_the_idle_limit_while_a_client_is_ser
     // A client that keeps its channel answers pings and is still served.
     tokio::time::sleep(Duration::from_secs(3)).await;
     within(PROMPT, "ListAgents", client.list_agents(ListAgentsRequest::default())).await.expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_and_over_long_ids_are_invalid_arguments_naming_the_field() {
+    let workspace = Workspace::new();
+    let coordinator = CoordinatorProcess::setup(&workspace).start().await;
+    let mut client = coordinator.client().await;
+    let long = "x".repeat(2000);
+    for id in [String::new(), long.clone()] {
+        let get = client.get_execution(GetExecutionRequest { execution_id: id.clone() }).await;
+        let cancel = client.cancel_execution(CancelExecutionRequest { execution_id: id.clone() }).await;
+        let report = client.get_report(GetReportRequest { execution_id: id.clone(), page_size: 0 }).await;
+        let watch = client.watch_execution(WatchExecutionRequest { execution_id: id, after_sequence: 0 }).await;
+        for status in [get.err(), cancel.err(), report.err(), watch.err()] {
+            let status = status.expect("refused");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            assert!(status.message().contains("execution_id"), "{status:?}");
+        }
+    }
+    let start = CoordinatorStartJobRequest { agent: "a".into(), job: long.clone(), ..Default::default() };
+    let status = client.start_job(start).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("job is 2000 bytes") && status.message().contains("field = 1024"), "{status:?}");
+    let drain = client.drain_agent(DrainAgentRequest { name: String::new(), drain: true }).await;
+    assert_eq!(drain.expect_err("refused").code(), tonic::Code::InvalidArgument);
+    let deploy = DeployJobRequest { pool: long, ..Default::default() };
+    let status = client.deploy_job(deploy).await.expect_err("refused");
+    assert!(status.message().contains("pool"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_coordinator_advertises_only_the_services_it_answers() {
+    let workspace = Workspace::new();
+    let coordinator = CoordinatorProcess::setup(&workspace).start().await;
+    let services = crate::agent_admin::list_services_v1(coordinator.channel().await).await;
+    assert!(services.iter().any(|s| s == "switchyard.v1.Coordinator"), "{services:?}");
+    assert!(services.iter().any(|s| s == "grpc.health.v1.Health"), "{services:?}");
+    assert!(!services.iter().any(|s| s == "switchyard.v1.Agent"), "{services:?}");
+}
+
+/// Issue 12: an error echoing a huge input exceeded the status size a client accepts (the client
+/// saw a protocol error, not the refusal). Statuses are cut, saying how much was left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_with_a_huge_message_arrives_cut_to_fit() {
+    let workspace = Workspace::new();
+    let coordinator = CoordinatorProcess::setup(&workspace).start().await;
+    let mut client = coordinator.client().await;
+    let mut package = String::from("[package]\nname = \"p\"\n");
+    for i in 0..3000 {
+        package.push_str(&format!("[[tasks]]\nname = \"t{i}\"\nkind = \"sleep\"\nbogus_field_{i} = 1\n"));
+    }
+    let status = client.start_execution(start("p.toml", vec![("p.toml", package)], HashMap::new())).await;
+    let status = status.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{:?}", status.code());
+    assert!(status.message().contains("bogus_field_0"), "the first problems are shown");
+    assert!(status.message().ends_with("more bytes of this message left out)"), "{}", status.message().len());
 }

@@ -6,6 +6,7 @@ mod agent_concurrency;
 mod agent_config_refusal;
 mod agent_durability;
 mod agent_history;
+mod agent_limits;
 mod agent_rules;
 mod coordinator;
 mod coordinator_cli;

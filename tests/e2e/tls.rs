@@ -220,6 +220,64 @@ async fn a_tls_cluster_runs_a_parent_package_with_an_agent_job_through_the_cli()
     assert_ne!(plain.status.code(), Some(0), "a plain-text CLI was served\n{plain}");
 }
 
+/// The demo's parent package (examples/demo/parent.toml) over a TLS cluster of the demo's three
+/// agents, each with the demo's jobs and packages: every child is placed over https.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_cluster_runs_the_demos_parent_package_end_to_end() {
+    let ws = Workspace::new();
+    let certs = ws.path("certs");
+    let names = ["server-a", "server-b", "server-c"];
+    certs_init(&certs, &names).await;
+    let demo = switchyard_tests::example("demo");
+    let mut agents = Vec::new();
+    for name in names {
+        let mut setup = AgentProcess::setup_named(&ws, name)
+            .setting("name", &format!("\"{name}\""))
+            .setting("labels", "[\"etl\"]")
+            .tls(&certs, &format!("agent-{name}"));
+        for (folder, kind) in [("jobs", true), ("packages", false)] {
+            for entry in std::fs::read_dir(demo.join(folder)).expect("the demo's files") {
+                let path = entry.expect("an entry").path();
+                let file = path.file_name().expect("a name").to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).expect("readable");
+                setup = if kind { setup.job(&file, &text) } else { setup.package(&file, &text) };
+            }
+        }
+        agents.push(setup.start().await);
+    }
+    let mut coordinator = CoordinatorProcess::setup(&ws).tls(&certs);
+    for (name, agent) in names.iter().zip(&agents) {
+        coordinator = coordinator.agent_at(name, &agent.address().to_string(), None);
+    }
+    let coordinator = coordinator.start().await;
+    let address = coordinator.address().to_string();
+    eventually_async(WAIT, "the three agents up over TLS", || async {
+        let mut args = cli_flags(&certs, "reader");
+        args.extend(["agents".into(), "--json".into(), "--coordinator".into(), address.clone()]);
+        let out = switchyard_async(args).await;
+        (out.status.code() == Some(0) && out.stdout.matches("\"up\"").count() == 3).then_some(())
+    })
+    .await;
+
+    let parent = demo.join("parent.toml").to_string_lossy().into_owned();
+    let mut args = cli_flags(&certs, "operator");
+    args.extend(["run".into(), parent, "--json".into(), "--coordinator".into(), address]);
+    let ran = switchyard_async(args).await;
+    ran.assert_exit(0);
+    let report = crate::run_cli::single_json_object(&ran.stdout);
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    let customers = crate::coordinator::only_child(&report, "Load customers");
+    assert_eq!((customers["agent"].as_str(), customers["status"].as_str()), (Some("server-a"), Some("succeeded")));
+    let children = report["children"].as_array().expect("children");
+    let regions: Vec<_> = children.iter().filter(|c| c["job"] == "load_region").collect();
+    assert_eq!(regions.len(), 4, "one child per region: {report:#}");
+    for child in regions {
+        assert_eq!(child["status"], "succeeded", "{report:#}");
+        assert!(names.contains(&child["agent"].as_str().unwrap_or_default()), "{report:#}");
+    }
+    assert_eq!(crate::run_cli::task(&report, "Publish")["result"], "success", "{report:#}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn certificates_reload_on_sighup_without_dropping_running_work_or_open_streams() {
     let ws = Workspace::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use switchyard_package::LoadError;
+use switchyard_package::load::LoadOptions;
 use switchyard_proto as pb;
 
 use crate::error::Error;
@@ -124,7 +125,8 @@ pub async fn put_package(runtime: &AgentRuntime, name: &str, content: &str) -> R
     ));
     std::fs::write(&staging, content)
         .map_err(|e| Error::InvalidArgument(format!("cannot write {}: {e}", staging.display())))?;
-    let checked = switchyard_package::load::load_package_text(&target, content);
+    let options = LoadOptions { limits: runtime.config.limits.clone(), root: Some(dir.clone()) };
+    let checked = switchyard_package::load::load_package_text_with(&target, content, &options);
     if let Err(e) = checked {
         let _ = std::fs::remove_file(&staging);
         return Err(Error::InvalidArgument(match e {

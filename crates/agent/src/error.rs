@@ -1,6 +1,6 @@
 //! The agent's errors, and their one mapping to gRPC statuses.
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Everything an agent operation can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +52,16 @@ pub enum Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
-        let message = error.to_string();
-        match error {
-            Error::UnknownJob { .. } | Error::UnknownRun(_) | Error::UnknownKey(_) => Status::not_found(message),
-            Error::AlreadyRunning(_) | Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::StaleEpoch { .. } => Status::aborted(message),
-            Error::Exhausted(_) => Status::resource_exhausted(message),
-            Error::Unavailable(_) => Status::unavailable(message),
-            Error::PermissionDenied(_) => Status::permission_denied(message),
-            Error::InvalidArgument(_) => Status::invalid_argument(message),
-            Error::Store(_) => Status::internal(message),
-        }
+        let code = match &error {
+            Error::UnknownJob { .. } | Error::UnknownRun(_) | Error::UnknownKey(_) => Code::NotFound,
+            Error::AlreadyRunning(_) | Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::StaleEpoch { .. } => Code::Aborted,
+            Error::Exhausted(_) => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Store(_) => Code::Internal,
+        };
+        switchyard_proto::status::bounded(code, error.to_string())
     }
 }

@@ -32,6 +32,16 @@ impl AgentService {
     pub fn new(runtime: Arc<AgentRuntime>, consumed: Arc<AtomicU64>) -> Self {
         Self { runtime, consumed }
     }
+
+    /// Refuses a request whose string fields exceed `[limits] field`, naming the field.
+    fn bounded(&self, fields: &[(&str, &str)]) -> Result<(), Status> {
+        self.runtime.config.limits.check_fields(fields).map_err(|e| Error::InvalidArgument(e).into())
+    }
+}
+
+/// Refuses an empty required field as INVALID_ARGUMENT naming it (not NOT_FOUND for "").
+fn required(field: &str, value: &str, what: &str) -> Result<(), Status> {
+    switchyard_settings::Limits::require(field, value, what).map_err(|e| Error::InvalidArgument(e).into())
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
@@ -78,6 +88,7 @@ impl pb::agent_server::Agent for AgentService {
 
     async fn stop_job(&self, request: Request<pb::StopJobRequest>) -> Result<Response<pb::StopJobResponse>, Status> {
         let r = request.into_inner();
+        self.bounded(&[("run_id", &r.run_id), ("job", &r.job), ("requested_by", &r.requested_by)])?;
         let by = if r.requested_by.is_empty() { "switchyard" } else { r.requested_by.as_str() };
         let (run_ids, message) = self.runtime.stop(Some(r.run_id.as_str()), Some(r.job.as_str()), by).await?;
         Ok(Response::new(pb::StopJobResponse { run_ids, message }))
@@ -86,7 +97,11 @@ impl pb::agent_server::Agent for AgentService {
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::Run>, Status> {
         self.runtime.faults.gate().await?;
         let r = request.into_inner();
-        let mut record = if r.run_id.is_empty() && !r.idempotency_key.is_empty() {
+        self.bounded(&[("run_id", &r.run_id), ("idempotency_key", &r.idempotency_key)])?;
+        if r.run_id.is_empty() && r.idempotency_key.is_empty() {
+            return Err(Error::InvalidArgument("run_id: give a run's id (or its idempotency_key)".into()).into());
+        }
+        let mut record = if r.run_id.is_empty() {
             let key = r.idempotency_key;
             self.runtime.store.run_by_key(&key).await.map_err(Error::from)?.ok_or(Error::UnknownKey(key))?
         } else {
@@ -107,10 +122,12 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<pb::GetRunOutputResponse>, Status> {
         self.runtime.faults.gate().await?;
         let r = request.into_inner();
+        self.bounded(&[("run_id", &r.run_id)])?;
+        required("run_id", &r.run_id, "a run's id")?;
         if self.runtime.store.run(&r.run_id).await.map_err(Error::from)?.is_none() {
             return Err(Error::UnknownRun(r.run_id).into());
         }
-        let limit = if r.max_bytes == 0 { self.runtime.config.output_limit } else { r.max_bytes as usize };
+        let limit = if r.max_bytes == 0 { self.runtime.config.output_cap() } else { r.max_bytes as usize };
         let steps = self.runtime.store.outputs(&r.run_id).await.map_err(Error::from)?;
         let steps = steps
             .into_iter()
@@ -142,6 +159,7 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<pb::JobHistoryResponse>, Status> {
         self.runtime.faults.gate().await?;
         let r = request.into_inner();
+        self.bounded(&[("job", &r.job), ("run_id", &r.run_id)])?;
         let filter = HistoryFilter {
             job: Some(r.job).filter(|j| !j.is_empty()),
             run_id: Some(r.run_id).filter(|j| !j.is_empty()),
@@ -159,6 +177,7 @@ impl pb::agent_server::Agent for AgentService {
     async fn watch_runs(&self, request: Request<pb::WatchRunsRequest>) -> Result<Response<EventStream>, Status> {
         self.runtime.faults.gate().await?;
         let r = request.into_inner();
+        self.bounded(&[("incarnation", &r.incarnation)])?;
         let ours = self.runtime.store.incarnation().to_string();
         let after = if r.incarnation.is_empty() || r.incarnation == ours { r.after_sequence } else { 0 };
         if after > 0 {
@@ -203,7 +222,10 @@ impl pb::agent_server::Agent for AgentService {
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         self.runtime.faults.gate().await?;
-        admin::delete_job(&self.runtime, &request.into_inner().name).await?;
+        let name = request.into_inner().name;
+        self.bounded(&[("name", &name)])?;
+        required("name", &name, "the name of a pushed job")?;
+        admin::delete_job(&self.runtime, &name).await?;
         Ok(Response::new(pb::DeleteJobResponse {}))
     }
 
@@ -213,6 +235,7 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<pb::PutPackageResponse>, Status> {
         self.runtime.faults.gate().await?;
         let r = request.into_inner();
+        self.bounded(&[("name", &r.name)])?;
         let hash = admin::put_package(&self.runtime, &r.name, &r.content).await?;
         Ok(Response::new(pb::PutPackageResponse { name: r.name, hash }))
     }

@@ -120,7 +120,7 @@ fn load(block: &Block, dir: &Path, index: usize) -> Result<(), String> {
             std::fs::write(&file, &block.text).map_err(|e| e.to_string())?;
             switchyard_package::load_package(&file).map(|_| ()).map_err(|e| e.to_string())
         }
-        "job" => switchyard_agent::jobs::parse_job(&block.text, &block.at)
+        "job" => switchyard_jobs::parse_job(&block.text, &block.at)
             .map(|_| ())
             .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
         "agent-config" => {

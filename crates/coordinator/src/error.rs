@@ -1,6 +1,6 @@
 //! The coordinator's errors, and their one mapping to gRPC statuses.
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Everything a coordinator operation can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +27,13 @@ pub enum Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
-        let message = error.to_string();
-        match error {
-            Error::UnknownExecution(_) | Error::UnknownAgent(_) => Status::not_found(message),
-            Error::InvalidArgument(_) => Status::invalid_argument(message),
-            Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::Unavailable(_) => Status::unavailable(message),
-            Error::Store(_) => Status::internal(message),
-        }
+        let code = match &error {
+            Error::UnknownExecution(_) | Error::UnknownAgent(_) => Code::NotFound,
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Store(_) => Code::Internal,
+        };
+        switchyard_proto::status::bounded(code, error.to_string())
     }
 }

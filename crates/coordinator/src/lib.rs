@@ -3,6 +3,7 @@
 //! report.
 
 pub mod config;
+mod deploy;
 mod error;
 pub mod executions;
 pub mod launcher;

@@ -123,14 +123,10 @@ pub async fn serve_with_tls(
     let coordinator = start_with_tls(&config, tls.clone(), shutdown.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<pb::coordinator_server::CoordinatorServer<CoordinatorService>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = pb::reflection::builder("switchyard.v1.Coordinator")
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = pb::reflection::builder("switchyard.v1.Coordinator")
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let service = CoordinatorService::new(

@@ -52,6 +52,41 @@ impl CoordinatorService {
     }
 }
 
+impl CoordinatorService {
+    /// Refuses a request whose string fields exceed `[limits] field`, naming the field.
+    fn bounded(&self, fields: &[(&str, &str)]) -> Result<(), Status> {
+        self.executions.limits().check_fields(fields).map_err(|e| Error::InvalidArgument(e).into())
+    }
+
+    /// An execution id: given, and within `[limits] field`.
+    fn execution_id(&self, id: &str) -> Result<(), Status> {
+        self.bounded(&[("execution_id", id)])?;
+        required("execution_id", id, "the id of an execution (`switchyard executions` lists them)")
+    }
+
+    /// A job start's parameters: at most `[limits] parameters`, names within `field` and each
+    /// value's encoding within `value`.
+    fn bounded_params(&self, params: Option<&prost_types::Struct>) -> Result<(), Status> {
+        let limits = self.executions.limits();
+        let fields = params.map(|p| &p.fields);
+        let check = || -> Result<(), String> {
+            let Some(fields) = fields else { return Ok(()) };
+            limits.check_parameter_count(fields.len())?;
+            for (name, value) in fields {
+                limits.check_field("a parameter name", name)?;
+                limits.check_value(name, prost::Message::encoded_len(value))?;
+            }
+            Ok(())
+        };
+        check().map_err(|e| Error::InvalidArgument(e).into())
+    }
+}
+
+/// Refuses an empty required field as INVALID_ARGUMENT naming it (not NOT_FOUND for "").
+fn required(field: &str, value: &str, what: &str) -> Result<(), Status> {
+    switchyard_settings::Limits::require(field, value, what).map_err(|e| Error::InvalidArgument(e).into())
+}
+
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// An execution on the wire.
@@ -107,6 +142,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
         let r = request.into_inner();
+        self.bounded(&[("name", &r.name), ("address", &r.address)])?;
         if r.name.is_empty() || r.address.is_empty() {
             return Err(Error::InvalidArgument("name and address: an agent registers with both".into()).into());
         }
@@ -139,6 +175,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
         let id = request.into_inner().execution_id;
+        self.execution_id(&id)?;
         let record = self.executions.execution(&id).await?;
         Ok(Response::new(execution(&record)))
     }
@@ -150,6 +187,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::WatchExecutionRequest>,
     ) -> Result<Response<Self::WatchExecutionStream>, Status> {
         let r = request.into_inner();
+        self.execution_id(&r.execution_id)?;
         if self.executions.store().execution(&r.execution_id).await.map_err(Error::from)?.is_none() {
             return Err(Error::UnknownExecution(r.execution_id).into());
         }
@@ -175,6 +213,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::CancelExecutionResponse>, Status> {
         let id = request.into_inner().execution_id;
+        self.execution_id(&id)?;
         let status = self.executions.cancel(&id).await?;
         Ok(Response::new(pb::CancelExecutionResponse {
             status: status.as_str().to_string(),
@@ -189,6 +228,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::GetReportRequest>,
     ) -> Result<Response<Self::GetReportStream>, Status> {
         let r = request.into_inner();
+        self.execution_id(&r.execution_id)?;
         let report = self.executions.report(&r.execution_id).await?;
         let page = if r.page_size == 0 { 500 } else { r.page_size as usize };
         let parts = report.to_proto_parts(page);
@@ -228,6 +268,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::DrainAgentRequest>,
     ) -> Result<Response<pb::DrainAgentResponse>, Status> {
         let r = request.into_inner();
+        self.bounded(&[("name", &r.name)])?;
+        required("name", &r.name, "the name of an agent")?;
         let state = self.registry.set_draining(&r.name, r.drain).map_err(|_| Error::UnknownAgent(r.name.clone()))?;
         Ok(Response::new(pb::DrainAgentResponse { state: state.as_str().to_string() }))
     }
@@ -237,6 +279,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::CoordinatorStartJobRequest>,
     ) -> Result<Response<pb::CoordinatorStartJobResponse>, Status> {
         let r = request.into_inner();
+        self.bounded(&[("agent", &r.agent), ("job", &r.job), ("requested_by", &r.requested_by)])?;
+        required("agent", &r.agent, "the name of an agent")?;
+        required("job", &r.job, "the name of a job on that agent")?;
+        self.bounded_params(r.params.as_ref())?;
         let mut client = self.registry.client(&r.agent).ok_or_else(|| Error::UnknownAgent(r.agent.clone()))?;
         let mut call = Request::new(pb::StartJobRequest {
             job: r.job,
@@ -260,6 +306,15 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::DeployJobRequest>,
     ) -> Result<Response<pb::DeployJobResponse>, Status> {
         let r = request.into_inner();
+        self.bounded(&[("agent", &r.agent), ("pool", &r.pool)])?;
+        for package in &r.packages {
+            self.bounded(&[("packages.path", &package.path)])?;
+        }
+        // Checked whole first: an invalid request replaces nothing on any agent.
+        let problems = crate::deploy::problems(&r.job, &r.packages, self.executions.limits());
+        if !problems.is_empty() {
+            return Err(Error::InvalidArgument(problems.join("\n")).into());
+        }
         let targets: Vec<String> = match (r.agent.is_empty(), r.pool.is_empty()) {
             (false, true) => {
                 if self.registry.agent(&r.agent).is_none() {

@@ -1276,3 +1276,17 @@ assign = "i = vars.i + 1"
     assert_eq!(count.assign[0].value.source(), "vars.i + 1");
     assert_eq!(count.body.tasks[0].name, "Tick");
 }
+
+/// Issue 12: a package nested 1,000 deep yielded 921 identical "recursion limit" lines at 1:1.
+#[test]
+fn a_package_nested_past_the_parsers_limit_is_one_error_saying_what_to_do() {
+    let mut text = String::from("[package]\nname = \"deep\"\n");
+    let mut header = String::from("tasks");
+    for i in 0..1000 {
+        text.push_str(&format!("[[{header}]]\nname = \"c{i}\"\nkind = \"sequence\"\n"));
+        header.push_str(".tasks");
+    }
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].message.contains("nested too deeply"), "{errors:#?}");
+}

@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod idle;
+pub mod reflection;
+pub mod status;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod generated {

@@ -75,6 +75,8 @@ pub struct Origins {
     /// Built in code rather than layered: every value comes from "the agent config".
     in_code: bool,
     file: Option<PathBuf>,
+    /// The file's text, to say where in it a key is written.
+    file_text: Option<String>,
     env: Vec<(String, String)>,
     flags: Vec<&'static str>,
 }
@@ -98,6 +100,7 @@ impl Schema {
             env_prefix: self.env_prefix,
             in_code: false,
             file: file.map(Path::to_path_buf),
+            file_text: file.and_then(|path| std::fs::read_to_string(path).ok()),
             env,
             flags: Vec::new(),
         };
@@ -158,7 +161,7 @@ impl Schema {
 impl Origins {
     /// For settings built in code: every value comes from "the {what}".
     fn in_code(what: &'static str) -> Self {
-        Self { what, env_prefix: "", in_code: true, file: None, env: Vec::new(), flags: Vec::new() }
+        Self { what, env_prefix: "", in_code: true, file: None, file_text: None, env: Vec::new(), flags: Vec::new() }
     }
 
     /// Puts a flag's value in `setting` when the flag was given, and notes that the flag set
@@ -176,12 +179,14 @@ impl Origins {
     }
 
     /// The layer that set `key` last: "the flag --data-dir", "environment variable
-    /// SWITCHYARD_AGENT_SLOTS", "agent config /etc/agent.toml" or "the built-in defaults". A field
-    /// path like `agents[0].name` is looked up by its top-level key.
+    /// SWITCHYARD_AGENT_SLOTS", "agent config /etc/agent.toml:12:9" (where the value is written)
+    /// or "the built-in defaults". A field path like `agents[0].name` is looked up by its
+    /// top-level key, and placed in the file by the whole path.
     pub fn of(&self, key: &str) -> String {
         if self.in_code {
             return format!("the {}", self.what);
         }
+        let path = key;
         let key = top_level(key);
         if self.flags.contains(&key) {
             return format!("the flag --{}", key.replace('_', "-"));
@@ -195,9 +200,11 @@ impl Origins {
         if let Some((var, _)) = from_env {
             return format!("environment variable {var}");
         }
-        match &self.file {
-            Some(path) => format!("{} {}", self.what, path.display()),
-            None => "the built-in defaults".to_string(),
+        let Some(file) = &self.file else { return "the built-in defaults".to_string() };
+        let place = self.file_text.as_deref().and_then(|text| crate::position::position_of(text, path));
+        match place {
+            Some((line, column)) => format!("{} {}:{line}:{column}", self.what, file.display()),
+            None => format!("{} {}", self.what, file.display()),
         }
     }
 

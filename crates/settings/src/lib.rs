@@ -16,6 +16,7 @@ mod error;
 mod layers;
 pub mod limits;
 mod name;
+mod position;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tls;

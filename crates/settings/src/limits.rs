@@ -126,6 +126,20 @@ impl Limits {
         }
     }
 
+    /// Checks several string fields of a request, `(name, text)`, against `field`.
+    pub fn check_fields(&self, fields: &[(&str, &str)]) -> Result<(), String> {
+        fields.iter().try_for_each(|(name, text)| self.check_field(name, text))
+    }
+
+    /// Refuses an empty required field of a request, naming it and what to give (an empty id is
+    /// a bad request, not an unknown one).
+    pub fn require(field: &str, value: &str, what: &str) -> Result<(), String> {
+        match value.is_empty() {
+            true => Err(format!("{field}: give {what}")),
+            false => Ok(()),
+        }
+    }
+
     /// Checks one parameter value of `len` bytes against `value`.
     pub fn check_value(&self, parameter: &str, len: usize) -> Result<(), String> {
         if len > self.value {
@@ -212,6 +226,8 @@ mod tests {
     fn request_fields_values_and_counts_are_refused_naming_the_limit() {
         let limits = Limits { field: 4, value: 8, parameters: 2, ..Limits::default() };
         assert_eq!(limits.check_field("caller", "four"), Ok(()));
+        let second = limits.check_fields(&[("run_id", "ok"), ("job", "toolong")]).expect_err("over field");
+        assert!(second.starts_with("job is 7 bytes"), "{second}");
         let field = limits.check_field("caller", "fives").expect_err("over field");
         assert!(field.starts_with("caller is 5 bytes, over the limit field = 4 bytes"), "{field}");
         let value = limits.check_value("region", 9).expect_err("over value");

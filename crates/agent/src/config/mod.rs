@@ -77,8 +77,9 @@ pub struct AgentConfig {
     /// From TERM to KILL when a job's process tree is stopped.
     #[serde(with = "switchyard_settings::duration")]
     pub kill_grace: Duration,
-    /// Bytes of output kept per stream and step attempt.
-    pub output_limit: usize,
+    /// Bytes of output kept per stream and step attempt; `[limits] output` (1 MiB) when unset,
+    /// and never more than it. Use [`AgentConfig::output_cap`].
+    pub output_limit: Option<usize>,
     /// History rows kept in all (SQL Server Agent's "maximum job history log size").
     pub history_max_rows: u32,
     /// History rows kept per job.
@@ -130,7 +131,7 @@ impl Default for AgentConfig {
             allow_fault_injection: false,
             shutdown_grace: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
-            output_limit: 64 * 1024,
+            output_limit: None,
             history_max_rows: 1000,
             history_max_rows_per_job: 100,
             outbox_retention: Duration::from_secs(7 * 24 * 3600),
@@ -161,6 +162,12 @@ pub struct ConfigOverrides {
 }
 
 impl AgentConfig {
+    /// Bytes of output kept per stream and step attempt: `output_limit` when set, never more than
+    /// `[limits] output`.
+    pub fn output_cap(&self) -> usize {
+        self.output_limit.map_or(self.limits.output, |limit| limit.min(self.limits.output))
+    }
+
     /// Trims labels and drops empty ones (an empty variable clears them); an empty coordinator
     /// is none.
     fn normalize(&mut self) {
@@ -225,6 +232,9 @@ impl Settings for AgentConfig {
         }
         if self.slots == 0 {
             return Err(origins.invalid("slots", "must be at least 1 (it is how many jobs run at once)"));
+        }
+        if self.output_limit == Some(0) {
+            return Err(origins.invalid("output_limit", "must be at least 1 (or unset: `[limits] output`, 1 MiB)"));
         }
         if !self.listen.ip().is_loopback() && !self.insecure && self.tls.is_none() {
             return Err(origins.invalid("listen", switchyard_settings::insecure_listen_message(&self.listen)));

@@ -32,7 +32,7 @@ fn defaults() {
     };
     assert_eq!(config, expected);
     assert_eq!(config.listen, "127.0.0.1:7601".parse().expect("addr"));
-    assert_eq!((config.slots, config.output_limit), (4, 65536));
+    assert_eq!((config.slots, config.output_limit, config.output_cap()), (4, None, 1 << 20));
     assert_eq!((config.history_max_rows, config.history_max_rows_per_job), (1000, 100));
     assert_eq!(config.outbox_retention, Duration::from_secs(7 * 86400));
     assert_eq!(config.synchronous.pragma(), "NORMAL");
@@ -66,7 +66,7 @@ synchronous = "full"
     assert_eq!(config.coordinator.as_deref(), Some("http://coord:7600"));
     assert!(config.allow_fault_injection);
     assert_eq!((config.shutdown_grace, config.kill_grace), (Duration::from_secs(60), Duration::from_millis(500)));
-    assert_eq!((config.output_limit, config.history_max_rows, config.history_max_rows_per_job), (1024, 50, 10));
+    assert_eq!((config.output_cap(), config.history_max_rows, config.history_max_rows_per_job), (1024, 50, 10));
     assert_eq!(config.outbox_retention, Duration::from_secs(86400));
     assert_eq!(config.synchronous, Synchronous::Full);
 }
@@ -109,7 +109,7 @@ fn unknown_key_in_file_is_named() {
     let e = load(&format!("{MINIMAL}slot = 3\n"), &[], ConfigOverrides::default()).expect_err("unknown key");
     let ConfigError::UnknownKey { key, origin, .. } = &e else { panic!("{e}") };
     assert_eq!(key, "slot");
-    assert!(origin.ends_with("agent.toml"), "{e}");
+    assert!(origin.ends_with("agent.toml:3:8"), "the file, line and column: {e}");
     assert!(e.to_string().contains("unknown key `slot`"), "{e}");
 }
 
@@ -191,7 +191,7 @@ fn bad_duration_names_the_key() {
         .expect_err("bad duration");
     let ConfigError::Invalid { key, origin, .. } = &e else { panic!("{e}") };
     assert_eq!(key, "shutdown_grace");
-    assert!(origin.ends_with("agent.toml"), "{e}");
+    assert!(origin.ends_with("agent.toml:3:18"), "the file, line and column: {e}");
     let e = load(MINIMAL, &[("SWITCHYARD_AGENT_KILL_GRACE", "5")], ConfigOverrides::default()).expect_err("no unit");
     assert!(e.to_string().contains("`kill_grace` in environment variable SWITCHYARD_AGENT_KILL_GRACE"), "{e}");
 }

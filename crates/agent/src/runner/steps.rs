@@ -161,7 +161,7 @@ async fn run_work(
                 dir,
                 timeout: None,
                 success_codes: success_codes.clone(),
-                output_limit: host.config().output_limit.min(host.config().limits.output),
+                output_limit: host.config().output_cap(),
                 kill_grace: host.config().kill_grace,
             };
             run_command(&spec, cancel, groups).await
@@ -250,7 +250,7 @@ async fn run_package_step(
         parameters,
         resume,
         cancel: cancel.clone(),
-        output_limit: host.config().output_limit.min(host.config().limits.output),
+        output_limit: host.config().output_cap(),
         kill_grace: host.config().kill_grace,
         process_observer: Some(groups.observer()),
         limits: host.config().limits.clone(),

@@ -80,6 +80,8 @@ pub struct Accepted {
     pub status: RunStatus,
     /// The packages the job's steps run, in step order.
     pub packages: Vec<String>,
+    /// The job it started.
+    pub job: String,
 }
 
 impl AgentRuntime {
@@ -101,8 +103,9 @@ impl AgentRuntime {
         };
         let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
         if let Some(done) = cell.get() {
-            return Ok(Accepted { existing: true, ..done.clone() });
+            return same_job(&key, &request.job, Accepted { existing: true, ..done.clone() });
         }
+        let job = request.job.clone();
         // Keys of active runs are answered from memory; a key whose run has ended (or that an
         // earlier incarnation of this process accepted) is refused by the store's unique index,
         // and then answered from the store. No read on the path of a new start.
@@ -118,13 +121,13 @@ impl AgentRuntime {
             Err(Error::Store(e)) if e.is_constraint_violation() => {
                 self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 return match self.store.run_by_key(&key).await? {
-                    Some(record) => Ok(self.existing(&record)),
+                    Some(record) => same_job(&key, &job, self.existing(&record)),
                     None => Err(Error::Store(e)),
                 };
             }
             Err(e) => return Err(e),
         };
-        Ok(Accepted { existing: !initialized_here, ..accepted })
+        same_job(&key, &job, Accepted { existing: !initialized_here, ..accepted })
     }
 
     fn existing(&self, record: &RunRecord) -> Accepted {
@@ -136,6 +139,7 @@ impl AgentRuntime {
             existing: true,
             status: record.status,
             packages: self.job(&record.job).map(|e| packages_of(&e.definition)).unwrap_or_default(),
+            job: record.job.clone(),
         }
     }
 
@@ -208,6 +212,7 @@ impl AgentRuntime {
             existing: false,
             status,
             packages: packages_of(&entry.definition),
+            job: entry.definition.name.clone(),
         })
     }
 
@@ -309,4 +314,17 @@ fn shown_params(params: &Map, secret: &[String]) -> Map {
         }
     }
     shown
+}
+
+/// A key names one start: the run it started is the answer only to a start of the same job
+/// (Stripe's rule for idempotency keys); a key reused for another job is refused, naming both.
+fn same_job(key: &str, job: &str, accepted: Accepted) -> Result<Accepted, Error> {
+    if accepted.job == job {
+        return Ok(accepted);
+    }
+    Err(Error::InvalidArgument(format!(
+        "idempotency_key \"{key}\" already started job \"{}\" (run {}); a key names one start: use a new key \
+         for job \"{job}\"",
+        accepted.job, accepted.run_id
+    )))
 }

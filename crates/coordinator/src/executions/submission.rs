@@ -111,7 +111,7 @@ impl Executions {
     }
 
     /// The bounds of `[limits]`.
-    pub(super) fn limits(&self) -> &switchyard_settings::Limits {
+    pub fn limits(&self) -> &switchyard_settings::Limits {
         &self.inner.limits
     }
 

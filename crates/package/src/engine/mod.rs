@@ -57,7 +57,7 @@ pub struct RunOptions {
     pub observer: Option<EventObserver>,
     /// Starts `agent_job` tasks' jobs; without it they fail saying how to configure agents.
     pub agent_jobs: Option<Arc<dyn AgentJobLauncher>>,
-    /// Bytes of stdout and of stderr kept per process task.
+    /// Bytes of stdout and of stderr kept per process task (never more than `limits.output`).
     pub output_limit: usize,
     /// Time between TERM and KILL when a process tree is ended.
     pub kill_grace: Duration,
@@ -99,7 +99,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             observer: None,
             agent_jobs: None,
-            output_limit: 64 * 1024,
+            output_limit: 1 << 20,
             kill_grace: Duration::from_secs(5),
             process_observer: None,
             resume: None,
@@ -213,7 +213,7 @@ pub(crate) async fn run_with_log(
         slots: Arc::new(Semaphore::new(slots)),
         events,
         agent_jobs: options.agent_jobs.clone(),
-        output_limit: options.output_limit,
+        output_limit: options.output_limit.min(options.limits.output),
         kill_grace: options.kill_grace,
         fail_package: AtomicBool::new(false),
         event_prefix,

@@ -183,9 +183,7 @@ impl Loader {
             self.diagnostics.append(&mut reader.diagnostics);
             if has_errors { None } else { package.map(Arc::new) }
         } else {
-            for e in parse_errors {
-                let at = e.span().map_or(0, |s| s.start);
-                let message = format!("invalid TOML: {}", e.message().trim_end());
+            for (at, message) in syntax_errors(&parse_errors) {
                 self.diagnostics.push(map.diagnostic(Severity::Error, at, "", message));
             }
             None
@@ -365,3 +363,22 @@ pub(crate) fn is_identifier(name: &str) -> bool {
 
 #[cfg(test)]
 mod limits_tests;
+
+/// The TOML parser's errors as (byte offset, message), each said once: a text nested past the
+/// parser's recursion limit otherwise yields the same error hundreds of times at 1:1.
+pub fn syntax_errors(errors: &[toml::de::Error]) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for e in errors {
+        let at = e.span().map_or(0, |s| s.start);
+        let message = match e.message().trim_end() {
+            "recursion limit" => "invalid TOML: nested too deeply (past the TOML parser's recursion limit); \
+                                  flatten the nesting"
+                .to_string(),
+            other => format!("invalid TOML: {other}"),
+        };
+        if !out.contains(&(at, message.clone())) {
+            out.push((at, message));
+        }
+    }
+    out
+}

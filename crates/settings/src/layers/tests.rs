@@ -86,7 +86,9 @@ fn names_stay_text_and_lists_split_on_commas() {
 fn unknown_keys_name_the_file_or_the_variable() {
     let (_dir, loaded) = load("slot = 3\n", &[], None);
     let e = loaded.expect_err("unknown");
-    assert!(matches!(&e, Error::UnknownKey { key, origin, .. } if key == "slot" && origin.ends_with("sample.toml")));
+    assert!(
+        matches!(&e, Error::UnknownKey { key, origin, .. } if key == "slot" && origin.ends_with("sample.toml:2:8"))
+    );
     assert!(e.to_string().contains("(known keys: name, slots, wait, dir, labels)"), "{e}");
     let (_dir, loaded) = load("", &[("SWITCHYARD_SAMPLE_SLOTZ", "3")], None);
     let e = loaded.expect_err("unknown");
@@ -111,7 +113,8 @@ fn rule_errors_name_the_flag_then_the_variable_then_the_file() {
     assert!(e.starts_with("`slots` in environment variable SWITCHYARD_SAMPLE_SLOTS: must be at least 1"), "{e}");
     let (_dir, loaded) = load("slots = 0\n", &[], None);
     let e = loaded.expect_err("no slots").to_string();
-    assert!(e.starts_with("`slots` in sample config ") && e.contains("sample.toml: "), "{e}");
+    // In the file, the message says where the value is written.
+    assert!(e.starts_with("`slots` in sample config ") && e.contains("sample.toml:2:9: "), "{e}");
     let (_dir, loaded) = load("dir = \"\"\n", &[("SWITCHYARD_SAMPLE_DIR", "x")], Some(""));
     assert_eq!(loaded.expect_err("empty").to_string(), "`dir` in the flag --dir: is required");
     let e = Sample::load(None, env(&[("SWITCHYARD_SAMPLE_DIR", "d")]), None).map(|_| ());

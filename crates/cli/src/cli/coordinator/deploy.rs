@@ -48,7 +48,7 @@ async fn deploy(args: DeployArgs) -> Result<u8, Failure> {
         _ => Failure::call(format!("cannot read job file {}: {e}", file.display())),
     })?;
     // The whole definition is checked here, before any agent's package is replaced.
-    if let Err(errors) = switchyard_agent::jobs::parse_job(&text, &file.display().to_string()) {
+    if let Err(errors) = switchyard_jobs::parse_job(&text, &file.display().to_string()) {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(Failure::call(format!(
             "the job definition is invalid; nothing was deployed\n{}",

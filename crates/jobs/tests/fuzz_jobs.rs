@@ -2,7 +2,7 @@
 //! loader, and every problem it reports names a line and column inside the text and a field.
 
 use proptest::prelude::*;
-use switchyard_agent::jobs::{JobError, parse_job};
+use switchyard_jobs::{JobError, parse_job};
 
 /// Cases per property: the whole suite stays around a minute in CI.
 const CASES: u32 = 256;

@@ -122,9 +122,8 @@ pub fn parse_job(text: &str, origin: &str) -> Result<JobDefinition, Vec<JobError
     let mut reader = Reader::new(text, origin);
     let (root, parse_errors) = DeTable::parse_recoverable(text);
     if !parse_errors.is_empty() {
-        for e in parse_errors {
-            let at = e.span().map_or(0, |s| s.start);
-            reader.error(at, "", format!("invalid TOML: {}", e.message().trim_end()));
+        for (at, message) in switchyard_package::load::syntax_errors(&parse_errors) {
+            reader.error(at, "", message);
         }
         return Err(reader.errors);
     }
@@ -232,12 +231,12 @@ pub fn safe_relative_path(path: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+mod files;
 mod read;
 mod reader;
-mod startup;
 
+pub use files::{JobFilesRefused, load_job_files, package_errors};
 use read::*;
 use reader::*;
-pub use startup::{JobFilesRefused, check_job_files, load_job_files, package_errors};
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! The job files an agent starts with, checked whole: every file of jobs_dir parses and every
+//! A jobs dir checked whole, as an agent starts with it: every file of jobs_dir parses and every
 //! package its steps run loads, or the agent refuses to start naming every problem together
 //! (bad configuration is refused, not half-served).
 
@@ -88,12 +88,6 @@ fn package_offset(text: &str, index: usize) -> usize {
         Some((at, _)) => at,
         None => 0,
     }
-}
-
-/// [`load_job_files`] for an agent's configuration (pushed packages first, then packages_dir),
-/// the check `switchyard-agent` makes before it binds its address.
-pub fn check_job_files(config: &crate::config::AgentConfig) -> Result<Vec<JobDefinition>, JobFilesRefused> {
-    load_job_files(&config.jobs_dir, |path| crate::package_cache::package_file(config, path))
 }
 
 #[cfg(test)]
