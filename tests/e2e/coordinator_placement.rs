@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use switchyard_proto::{HistoryRow, HistoryStatus, JobHistoryRequest, ListAgentsRequest, ListJobsRequest, RunStatus};
+use switchyard_proto::{
+    HistoryRow, HistoryStatus, JobHistoryRequest, ListAgentsRequest, ListExecutionsRequest, ListJobsRequest, RunStatus,
+};
 use switchyard_tests::{Workspace, eventually_async};
 
 use crate::agent::{WAIT, gated_job, get_run, open_gate, quick_job, row_status, run_status, start, wait_for_status};
@@ -137,6 +139,17 @@ async fn a_pending_task_starts_when_a_slot_frees_and_fails_at_queue_timeout() {
     let holder_id = cluster.detach(&holder).await;
     let held = cluster.wait_for_child(&holder_id, "Hold", "running").await;
     let pending_id = cluster.detach(&pending).await;
+    // SSISDB status `pending` (issue 13 item 7): the execution's only task waits for a slot.
+    let waiting = eventually_async(WAIT, "the execution to be pending while its task waits for a slot", || async {
+        let execution = cluster.execution(&pending_id).await;
+        (execution.status == "pending").then_some(execution)
+    })
+    .await;
+    assert!(waiting.ended_at.is_none(), "{waiting:?}");
+    let listed = cluster.client.clone().list_executions(ListExecutionsRequest { limit: 10 }).await;
+    let listed = listed.expect("ListExecutions").into_inner().executions;
+    let row = listed.iter().find(|e| e.execution_id == pending_id).expect("listed");
+    assert_eq!(row.status, "pending", "ListExecutions shows the same status: {row:?}");
     let timed_out = cluster.run_expecting(&late, 1).await;
     let while_held = cluster.report(&pending_id).await;
     open_gate(&gate);
@@ -152,7 +165,7 @@ async fn a_pending_task_starts_when_a_slot_frees_and_fails_at_queue_timeout() {
     assert!((500..10_000).contains(&waited), "it waited {waited} ms with queue_timeout 500ms: {timed_out:#}");
     assert!(timed_out["children"].as_array().is_some_and(Vec::is_empty), "nothing started: {timed_out:#}");
     let status = while_held.execution.as_ref().map(|e| e.status.as_str());
-    assert!(matches!(status, Some("running" | "pending")), "B waits while the slot is held: {while_held:?}");
+    assert_eq!(status, Some("pending"), "B waits while the slot is held: {while_held:?}");
     assert!(while_held.children.is_empty(), "B started nothing while the slot was held: {while_held:?}");
     assert_eq!(holder_end.status, "succeeded", "{holder_end:?}");
     assert_eq!(pending_end.status, "succeeded", "the pending task started once the slot freed: {pending_end:?}");

@@ -139,7 +139,8 @@ fn bad_command_lines_exit_6_and_say_what_is_wrong() {
         (&["--max-concurrent", "0"], "--max-concurrent"),
         (&["--max-concurrent", "-2"], "--max-concurrent"),
         (&["--max-concurrent", "many"], "many"),
-        (&["--restart", "if_exists"], "`--restart if_exists` is not supported yet"),
+        (&["--restart", "if_exists"], "has no checkpoint file to restart from"),
+        (&["--restart", "sometimes"], "sometimes"),
     ];
     for (extra, mentions) in cases {
         let mut args = vec!["run", "examples/hello.toml"];

@@ -155,6 +155,7 @@ mod tests {
                     exit_code: None,
                     output: String::new(),
                     agent: None,
+                    errors: 1,
                 },
             ),
             event(5, "C", EventKind::TaskNotRun { reason: "constraints".into() }),

@@ -180,8 +180,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::Execution>, Status> {
         let id = request.into_inner().execution_id;
         self.execution_id(&id)?;
-        let record =
-            self.executions.store().execution(&id).await.map_err(Error::from)?.ok_or(Error::UnknownExecution(id))?;
+        let record = self.executions.execution(&id).await?;
         Ok(Response::new(execution(&record)))
     }
 
@@ -209,7 +208,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             0 => 50,
             n => n as usize,
         };
-        let records = self.executions.store().executions(limit).await.map_err(Error::from)?;
+        let records = self.executions.executions(limit).await?;
         Ok(Response::new(pb::ListExecutionsResponse { executions: records.iter().map(execution).collect() }))
     }
 

@@ -43,6 +43,11 @@ pub struct Package {
     pub transaction: TransactionOption,
     /// IsolationLevel of a transaction the package starts.
     pub isolation: Isolation,
+    /// `checkpoint = { file, usage }`: where a run that does not succeed records what did, and
+    /// whether the next run restarts from it (SSIS CheckpointFileName and CheckpointUsage).
+    pub checkpoint: Option<CheckpointSettings>,
+    /// SHA-256 (hex) of this package file's text; with its children's, the package's version.
+    pub source_hash: String,
 }
 
 impl Package {
@@ -54,6 +59,50 @@ impl Package {
     /// The concurrency limit this package runs with on this machine.
     pub fn effective_max_concurrent(&self, override_: Option<i64>) -> usize {
         resolve_max_concurrent(override_.unwrap_or(self.max_concurrent))
+    }
+}
+
+/// `checkpoint = { file, usage }` of a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// The checkpoint file as written: relative paths resolve against the package's folder.
+    pub file: PathBuf,
+    /// When a run restarts from the file (`switchyard run --restart` overrides it).
+    pub usage: CheckpointUsage,
+}
+
+/// CheckpointUsage (dtexec /Restart deny, ifPossible, force).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointUsage {
+    /// Run from the start; the file is not read (the default).
+    Never,
+    /// Restart from the file when it exists, else run from the start.
+    IfExists,
+    /// Restart from the file; without one the run fails.
+    Always,
+}
+
+impl CheckpointUsage {
+    /// Every value as the package file and `--restart` spell it.
+    pub const NAMES: [&'static str; 3] = ["never", "if_exists", "always"];
+
+    /// The value named `name` (`never`, `if_exists`, `always`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "never" => Some(Self::Never),
+            "if_exists" => Some(Self::IfExists),
+            "always" => Some(Self::Always),
+            _ => None,
+        }
+    }
+
+    /// The name the package file and `--restart` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::IfExists => "if_exists",
+            Self::Always => "always",
+        }
     }
 }
 
@@ -93,7 +142,7 @@ pub struct Task {
     pub force_result: Option<TaskResult>,
     /// Ends the task (and its process tree) with a failure after this long.
     pub timeout: Option<Duration>,
-    /// TransactionOption.
+    /// TransactionOption; a `required` container is one restart unit for checkpoints.
     pub transaction: TransactionOption,
     /// IsolationLevel of a transaction this task or container starts.
     pub isolation: Isolation,

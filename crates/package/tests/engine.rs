@@ -191,7 +191,8 @@ max_errors = 0
 #[tokio::test]
 async fn force_result_overrides_what_constraints_and_containers_see() {
     let tasks = [
-        process("A", false, "force_result = \"success\""),
+        // max_errors = 0 on A: its own error count never reaches a limit, so the force holds.
+        process("A", false, "force_result = \"success\"\nmax_errors = 0"),
         process("B", true, "after = [\"A\"]"),
         process("C", true, "force_result = \"failure\""),
         process("D", true, "after = [{ task = \"C\", on = \"failure\" }]"),
@@ -202,9 +203,78 @@ async fn force_result_overrides_what_constraints_and_containers_see() {
     assert_eq!(result_of(&run, "B"), TaskResult::Success);
     assert_eq!(result_of(&run, "C"), TaskResult::Failure);
     assert_eq!(result_of(&run, "D"), TaskResult::Success);
+}
 
-    let masked = run_text(&package("", &[process("A", false, "force_result = \"success\"")])).await;
-    assert_eq!(masked.status, ExecutionStatus::Succeeded, "a failure forced to success raises no error");
+/// SSIS rule re-checked (issue 13 item 7): a forced result does not take back the errors the
+/// task raised. Sources: cnblogs.com/rav009/p/5131091.html (a parent container counts its
+/// children's errors whatever their event handlers do) and developerdotstar.com/community/node/328
+/// ("Attempts to force the task to have a status of Success will be ignored if
+/// MaximumErrorCount is reached").
+#[tokio::test]
+async fn a_failure_forced_to_success_still_counts_its_error_in_every_parent_as_in_ssis() {
+    // The force holds (the task's own max_errors is unlimited), and B runs on its success, but
+    // the error reaches the package, whose max_errors is 1: the package fails.
+    let forced =
+        [process("A", false, "force_result = \"success\"\nmax_errors = 0"), process("B", true, "after = [\"A\"]")];
+    let run = run_text(&package("", &forced)).await;
+    assert_eq!((result_of(&run, "A"), result_of(&run, "B")), (TaskResult::Success, TaskResult::Success));
+    assert_eq!(run.status, ExecutionStatus::Failed, "the forced task's error still reaches the package");
+    let unlimited = run_text(&package("max_errors = 0", &forced)).await;
+    assert_eq!(unlimited.status, ExecutionStatus::Succeeded, "a package that tolerates errors succeeds");
+
+    // With the task's own max_errors at its default (1, as SSIS's task host) its one error
+    // reaches it: the forced success is ignored and the task fails.
+    let ignored = run_text(&package("max_errors = 0", &[process("A", false, "force_result = \"success\"")])).await;
+    assert_eq!(result_of(&ignored, "A"), TaskResult::Failure);
+    assert!(message_of(&ignored, "A").contains("ignored"), "{}", message_of(&ignored, "A"));
+
+    // A container forced to success still hands its inner errors to the package.
+    let container = r#"
+[package]
+name = "t"
+[[tasks]]
+name = "Stage"
+kind = "sequence"
+max_errors = 0
+force_result = "success"
+  [[tasks.tasks]]
+  name = "Fails"
+  kind = "process"
+  command = ["false"]
+[[tasks]]
+name = "After"
+kind = "process"
+command = ["true"]
+after = ["Stage"]
+"#;
+    let run = run_text(container).await;
+    assert_eq!(result_of(&run, "Stage"), TaskResult::Success, "the forced container result holds");
+    assert_eq!(result_of(&run, "After"), TaskResult::Success, "constraints see the forced result");
+    assert_eq!(run.status, ExecutionStatus::Failed, "the error inside still reaches the package");
+}
+
+/// `force_result = "completion"` (DTSForcedExecResult.Completion): the task ends with
+/// completion, which satisfies completion constraints only, and a container's result can be
+/// forced like a task's (issue 13 item 7).
+#[tokio::test]
+async fn force_result_completion_satisfies_completion_constraints_only() {
+    let tasks = [
+        process("A", true, "force_result = \"completion\""),
+        process("On success", true, "after = [\"A\"]"),
+        process("On failure", true, "after = [{ task = \"A\", on = \"failure\" }]"),
+        process("On completion", true, "after = [{ task = \"A\", on = \"completion\" }]"),
+        "[[tasks]]\nname = \"Box\"\nkind = \"sequence\"\nforce_result = \"failure\"\ntasks = [{ name = \"Inner\", kind = \"process\", command = [\"true\"] }]\n".to_string(),
+        process("After box failed", true, "after = [{ task = \"Box\", on = \"failure\" }]"),
+    ];
+    let run = run_text(&package("max_errors = 0", &tasks)).await;
+    assert_eq!(result_of(&run, "A"), TaskResult::Completion);
+    assert_eq!(result_of(&run, "On success"), TaskResult::NotRun, "completion is not success");
+    assert_eq!(result_of(&run, "On failure"), TaskResult::NotRun, "completion is not failure");
+    assert_eq!(result_of(&run, "On completion"), TaskResult::Success);
+    assert_eq!(result_of(&run, "Box/Inner"), TaskResult::Success);
+    assert_eq!(result_of(&run, "Box"), TaskResult::Failure, "a container's result is forced too");
+    assert_eq!(result_of(&run, "After box failed"), TaskResult::Success);
+    assert_eq!(run.status, ExecutionStatus::Succeeded, "max_errors = 0 tolerates the forced failure");
 }
 
 #[tokio::test]
@@ -276,6 +346,20 @@ async fn at_most_max_concurrent_tasks_run_at_once() {
     let options = RunOptions { max_concurrent: Some(1), ..RunOptions::default() };
     let run = run_with(&package("max_concurrent = 3", &tasks), options).await;
     assert_eq!(max_running(&run), 1, "--max-concurrent overrides the package");
+}
+
+/// MaxConcurrentExecutables = -1 means logical processors + 2 (Package.MaxConcurrentExecutables;
+/// dtexec /MaxConcurrent; ssis-semantics.md §6.2), asserted from the run (issue 13 item 7).
+#[tokio::test]
+async fn max_concurrent_minus_one_runs_logical_cpus_plus_two_tasks_at_once() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(switchyard_package::model::resolve_max_concurrent(-1), cpus + 2);
+    let count = 2 * (cpus + 2) + 1;
+    let tasks: Vec<String> =
+        (0..count).map(|i| format!("[[tasks]]\nname = \"S{i}\"\nkind = \"sleep\"\nduration = \"100ms\"\n")).collect();
+    let run = run_text(&package("max_concurrent = -1", &tasks)).await;
+    assert_eq!(run.status, ExecutionStatus::Succeeded);
+    assert_eq!(max_running(&run), cpus + 2, "{count} independent tasks fill CPUs + 2 slots and never more");
 }
 
 #[tokio::test]

@@ -249,14 +249,20 @@ impl Model {
                 }
             }
         };
-        let result = task.force.unwrap_or(raw);
-        let masked = matches!(task.force, Some(TaskResult::Success | TaskResult::Completion));
-        let errors_up = match &task.work {
-            Work::Sequence { .. } if masked => 0,
-            Work::Sequence { .. } if result == TaskResult::Failure => inner_errors.max(1),
-            Work::Sequence { .. } => inner_errors,
-            _ => u32::from(result == TaskResult::Failure),
+        // ForceExecutionResult as SSIS applies it (engine/forced.rs): the executable's own
+        // errors stay counted by its parents, and a forced success or completion is ignored
+        // once they reach its own max_errors (leaves keep the default, 1).
+        let (own_errors, own_max) = match &task.work {
+            Work::Sequence { max_errors, .. } if raw == TaskResult::Failure => (inner_errors.max(1), *max_errors),
+            Work::Sequence { max_errors, .. } => (inner_errors, *max_errors),
+            _ => (u32::from(raw == TaskResult::Failure), 1),
         };
+        let result = match task.force {
+            Some(TaskResult::Failure) => TaskResult::Failure,
+            Some(forced) if !(own_max > 0 && own_errors >= own_max) => forced,
+            _ => raw,
+        };
+        let errors_up = if result == TaskResult::Failure { own_errors.max(1) } else { own_errors };
         let failed = result == TaskResult::Failure;
         self.fail_package |= failed && task.fail_package;
         self.results.insert(path.to_string(), result);

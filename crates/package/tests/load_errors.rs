@@ -282,12 +282,28 @@ fn a_transaction_mixing_sqlite_with_another_database_through_a_child_package_is_
 }
 
 #[test]
-fn checkpoint_is_refused_as_not_supported_yet() {
+fn checkpoint_loads_with_its_file_and_usage() {
+    let (_dir, path) =
+        package("[package]\nname = \"p\"\ncheckpoint = { file = \"state/p.ckpt\", usage = \"if_exists\" }\n");
+    let checkpoint = valid(&path).package.checkpoint.clone().expect("checkpoint read");
+    assert_eq!(checkpoint.file, PathBuf::from("state/p.ckpt"));
+    assert_eq!(checkpoint.usage, switchyard_package::model::CheckpointUsage::IfExists);
+    let (_dir, path) = package("[package]\nname = \"p\"\ncheckpoint = { file = \"p.ckpt\" }\n");
+    let usage = valid(&path).package.checkpoint.clone().expect("checkpoint read").usage;
+    assert_eq!(usage, switchyard_package::model::CheckpointUsage::Never, "SSIS's default usage");
+}
+
+#[test]
+fn a_bad_checkpoint_names_the_field_and_what_is_expected() {
     let text = r#"[package]
 name = "p"
-checkpoint = { file = "p.ckpt", usage = "if_exists" }
+checkpoint = { usage = "sometimes", every = 3 }
 "#;
-    only_error(text, at(text, "checkpoint"), "package.checkpoint", "`checkpoint` is not supported yet");
+    let diagnostics = errors_of(text);
+    expect(&diagnostics, at(text, r#""sometimes""#), "package.checkpoint.usage", "expected never, if_exists, always");
+    expect(&diagnostics, at(text, "every"), "package.checkpoint.every", "expected file, usage");
+    expect(&diagnostics, at(text, "{ usage"), "package.checkpoint", "missing required field `file`");
+    assert_eq!(diagnostics.len(), 3, "{}", listing(&diagnostics));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1115,6 +1131,37 @@ fn failure_constraint_at_the_default_max_errors_loads_with_a_warning_at_the_cons
     assert!(w.message.contains("a failure of \"Extract\" runs this task"), "{w}");
     assert!(w.message.contains("max_errors is 1"), "{w}");
     assert!(w.to_string().contains(": warning: tasks[1].after[0]: "), "{w}");
+}
+
+/// A container forced to success still hands its errors to the package (engine/forced.rs, as
+/// SSIS counts them in every parent), so it no longer hides the warning.
+#[test]
+fn a_container_forced_to_success_does_not_hide_the_warning() {
+    let text = r#"[package]
+name = "p"
+
+[[tasks]]
+name = "Stage"
+kind = "sequence"
+max_errors = 0
+force_result = "success"
+
+  [[tasks.tasks]]
+  name = "Extract"
+  kind = "process"
+  command = ["false"]
+
+  [[tasks.tasks]]
+  name = "Alert"
+  kind = "process"
+  command = ["true"]
+  after = [{ task = "Extract", on = "failure" }]
+"#;
+    let (_dir, path) = package(text);
+    let loaded = valid(&path);
+    let warnings = &loaded.warnings.0;
+    assert_eq!(warnings.len(), 1, "{}", listing(warnings));
+    assert!(warnings[0].message.contains("still fails the package \"p\""), "{}", warnings[0]);
 }
 
 #[test]

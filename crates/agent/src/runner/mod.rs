@@ -12,6 +12,7 @@ use crate::jobs::{JobDefinition, StepAction, StepDefinition};
 use crate::model::{EventKind, HistoryRecord, HistoryStatus, OutboxEvent, RunRecord, RunStatus};
 use crate::store::Write;
 
+mod checkpoint;
 mod host;
 mod steps;
 

@@ -241,9 +241,14 @@ async fn run_package_step(
             parameters.insert(name.clone(), value.clone());
         }
     }
+    let resume = match super::checkpoint::start(&package, &root) {
+        Ok(resume) => resume,
+        Err(message) => return failed(format!("package \"{path}\": {message}")),
+    };
     let options = RunOptions {
         execution_id: record.run_id.clone(),
         parameters,
+        resume,
         cancel: cancel.clone(),
         output_limit: host.config().output_cap(),
         kill_grace: host.config().kill_grace,
@@ -254,7 +259,8 @@ async fn run_package_step(
         databases: Some(Arc::new(switchyard_sql::Drivers::new(&host.config().data_dir))),
         ..RunOptions::default()
     };
-    let run = run_package(package, options).await;
+    let run = run_package(package.clone(), options).await;
+    let checkpoint_note = super::checkpoint::finish(&package, &run);
     let mut stdout = String::new();
     let mut stderr = String::new();
     for task in &run.tasks {
@@ -276,6 +282,11 @@ async fn run_package_step(
             HistoryStatus::Failed,
             format!("Package \"{}\" failed (failed tasks: {}).", run.package, failures.join(", ")),
         ),
+    };
+    let (status, message) = match checkpoint_note {
+        Ok(None) => (status, message),
+        Ok(Some(note)) => (status, format!("{message} {note}")),
+        Err(problem) => (HistoryStatus::Failed, format!("{message} {problem}")),
     };
     (StepResult { status, message, exit_code: None }, stdout, stderr, false, Some(hash))
 }

@@ -3,6 +3,7 @@
 mod address;
 mod agent;
 mod certs;
+mod checkpoint;
 #[cfg(test)]
 mod cli_docs;
 mod coordinator;

@@ -33,18 +33,21 @@ pub struct RunArgs {
     /// A coordinator.toml whose agents `agent_job` tasks reach.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Overrides the package's checkpoint usage (dtexec /Restart); not supported yet.
+    /// Overrides the package's checkpoint usage (dtexec /Restart): never runs from the start,
+    /// if_exists restarts from the checkpoint file when there is one, always requires it.
     #[arg(long, value_name = "USAGE", value_parser = ["never", "if_exists", "always"])]
     pub restart: Option<String>,
 }
 
 /// Runs the command; returns dtexec's exit code.
 pub async fn run(mut args: RunArgs) -> u8 {
-    if let Some(usage) = &args.restart {
-        eprintln!("error: `--restart {usage}` is not supported yet (checkpoints are not built); run without it");
-        return exit::BAD_COMMAND_LINE;
-    }
     if args.coordinator.is_some() || args.detach {
+        if let Some(usage) = &args.restart {
+            eprintln!(
+                "error: `--restart {usage}` with --coordinator is not supported yet (checkpoints work for local runs); run without --coordinator"
+            );
+            return exit::BAD_COMMAND_LINE;
+        }
         return super::coordinator::run::run(args).await;
     }
     if let Some(n) = args.max_concurrent
@@ -67,6 +70,10 @@ pub async fn run(mut args: RunArgs) -> u8 {
             eprintln!("error: {e}");
             return exit::BAD_COMMAND_LINE;
         }
+    };
+    let resume = match super::checkpoint::start(&loaded.package, args.restart.as_deref()) {
+        Ok(resume) => resume,
+        Err(code) => return code,
     };
     let cancel = CancellationToken::new();
     // Listen before the run starts, so an early Ctrl-C cancels instead of killing us.
@@ -105,9 +112,11 @@ pub async fn run(mut args: RunArgs) -> u8 {
         max_concurrent: args.max_concurrent,
         cancel,
         observer: Some(Arc::new(progress::Progress::new().into_observer())),
+        resume,
         ..RunOptions::default()
     };
-    let run = run_package(loaded.package, options).await;
+    let run = run_package(loaded.package.clone(), options).await;
+    let settled = super::checkpoint::finish(&loaded.package, &run);
     if args.json {
         match serde_json::to_string_pretty(&run) {
             Ok(text) => println!("{text}"),
@@ -119,7 +128,10 @@ pub async fn run(mut args: RunArgs) -> u8 {
     } else {
         print!("{}", progress::summary(&run));
     }
-    run.status.exit_code() as u8
+    match settled {
+        Ok(()) => run.status.exit_code() as u8,
+        Err(code) => code,
+    }
 }
 
 /// `sets` with `name=value` added for each secret parameter they do not set whose

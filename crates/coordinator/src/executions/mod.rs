@@ -3,6 +3,7 @@
 //! and outcomes in `children`, what a restart finds in `restart`. Events and results are stored
 //! behind the run (never read back while it runs) and streamed to watchers.
 
+mod activity;
 mod children;
 mod restart;
 mod submission;
@@ -20,7 +21,7 @@ use switchyard_package::model::OnParentEnd;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::report::Report;
-use crate::store::{Store, StoredEvent, Write};
+use crate::store::{ExecutionRecord, Store, StoredEvent, Write};
 
 /// What StartExecution asks for, in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +63,8 @@ impl StartExecution {
 /// A running execution's live handles.
 struct Live {
     cancel: CancellationToken,
+    /// What it is doing now: created, running, pending or stopping.
+    activity: Arc<activity::Activity>,
     events: broadcast::Sender<StoredEvent>,
     /// Becomes true once the execution's result is stored.
     finished: tokio::sync::watch::Receiver<bool>,
@@ -134,10 +137,16 @@ impl Executions {
     /// Cancels an execution: no new task starts, running processes end, and running children
     /// on agents are stopped (unless their task says on_parent_end = "abandon").
     pub async fn cancel(&self, execution_id: &str) -> Result<ExecutionStatus, Error> {
-        let live =
-            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.cancel.clone());
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+            .map(|l| (l.cancel.clone(), l.activity.clone()));
         match live {
-            Some(cancel) => {
+            Some((cancel, activity)) => {
+                activity.stop();
                 cancel.cancel();
                 self.cascade_cancel(execution_id).await;
                 Ok(ExecutionStatus::Stopping)
@@ -171,11 +180,37 @@ impl Executions {
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|l| l.events.subscribe())
     }
 
+    /// An execution's record, with the status of what it is doing now while it runs.
+    pub async fn execution(&self, execution_id: &str) -> Result<ExecutionRecord, Error> {
+        let record = self.inner.store.execution(execution_id).await?;
+        let mut record = record.ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+        self.overlay(&mut record);
+        Ok(record)
+    }
+
+    /// The latest `limit` executions, as [`Executions::execution`] shows each.
+    pub async fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, Error> {
+        let mut records = self.inner.store.executions(limit).await?;
+        records.iter_mut().for_each(|r| self.overlay(r));
+        Ok(records)
+    }
+
+    /// Shows a running execution's live activity (created, pending, stopping) over the stored
+    /// `running`; an ended execution keeps its stored status.
+    fn overlay(&self, record: &mut ExecutionRecord) {
+        if !matches!(record.status, ExecutionStatus::Running | ExecutionStatus::Created) {
+            return;
+        }
+        let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = live.get(&record.execution_id) {
+            record.status = live.activity.status();
+        }
+    }
+
     /// The Overview report of an execution (while it runs: what is stored so far).
     pub async fn report(&self, execution_id: &str) -> Result<Report, Error> {
         let store = &self.inner.store;
-        let execution =
-            store.execution(execution_id).await?.ok_or_else(|| Error::UnknownExecution(execution_id.to_string()))?;
+        let execution = self.execution(execution_id).await?;
         let tasks = store.tasks(execution_id).await?;
         let children = store.child_records(execution_id).await?;
         Ok(Report { execution, tasks, children })

@@ -15,6 +15,7 @@ use switchyard_package::engine::{
 };
 use switchyard_package::load::{LoadOptions, load_package_with};
 
+use super::activity::Activity;
 use super::{Executions, Live, StartExecution};
 use crate::error::Error;
 use crate::launcher::{AgentJobs, ChildSink, ChildUpdate, PriorAttempts};
@@ -92,6 +93,14 @@ impl Executions {
             Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
             Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
         };
+        if package.checkpoint.is_some() {
+            // Each execution has its own folder here, so a checkpoint file there would never be
+            // found by the next one; refused rather than silently ignored.
+            return Err(Error::InvalidArgument(format!(
+                "package \"{}\": checkpoint is not supported yet on a coordinator (an execution resumes after a coordinator restart from its stored events instead); run it with `switchyard run` without --coordinator to restart from its checkpoint file",
+                package.name
+            )));
+        }
         let parameters = bind_parameters(&package, &request.parameters)
             .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
         Ok((package, parameters))
@@ -120,14 +129,12 @@ impl Executions {
         options.cancel = cancel.clone();
         let (events, _) = broadcast::channel(4096);
         let (finished_tx, finished) = tokio::sync::watch::channel(false);
-        self.inner
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(record.execution_id.clone(), Live { cancel, events: events.clone(), finished });
+        let activity = Arc::new(Activity::default());
+        let live = Live { cancel, activity: activity.clone(), events: events.clone(), finished };
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(record.execution_id.clone(), live);
         let this = self.clone();
         tokio::spawn(async move {
-            this.run(record, package, options, events, prior).await;
+            this.run(record, package, options, events, prior, activity).await;
             let _ = finished_tx.send(true);
         });
     }
@@ -140,18 +147,22 @@ impl Executions {
         mut options: RunOptions,
         events: broadcast::Sender<StoredEvent>,
         prior: Option<PriorAttempts>,
+        activity: Arc<Activity>,
     ) {
         let id = record.execution_id.clone();
         let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
         let writer = tokio::spawn(store_events(self.inner.store.clone(), id.clone(), event_rx, events));
+        let observed = activity.clone();
         options.observer = Some(Arc::new(move |event: &Event| {
+            observed.observe(event);
             let _ = event_tx.send(event.clone());
         }));
         let sink: ChildSink = {
             let this = self.clone();
             Arc::new(move |update: ChildUpdate| this.child_changed(update))
         };
-        let jobs = AgentJobs::new(self.inner.registry.clone(), record.caller.clone(), Some(sink));
+        let jobs = AgentJobs::new(self.inner.registry.clone(), record.caller.clone(), Some(sink))
+            .counting_pending(activity.pending_counter());
         let jobs = match prior {
             Some(prior) => jobs.resuming(prior),
             None => jobs,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -53,12 +54,19 @@ pub struct AgentJobs {
     sink: Option<ChildSink>,
     /// The attempts made before a restart, for an execution that resumes.
     prior: Option<Arc<PriorAttempts>>,
+    /// How many of the execution's tasks wait for a free slot now (its `pending` status).
+    pending: Arc<AtomicUsize>,
 }
 
 impl AgentJobs {
     /// A launcher over `registry`; `requested_by` names the caller in agents' history.
     pub fn new(registry: Registry, requested_by: String, sink: Option<ChildSink>) -> Self {
-        Self { registry, requested_by, sink, prior: None }
+        Self { registry, requested_by, sink, prior: None, pending: Arc::default() }
+    }
+
+    /// The same launcher, counting in `pending` the tasks that wait for a free slot.
+    pub fn counting_pending(self, pending: Arc<AtomicUsize>) -> Self {
+        Self { pending, ..self }
     }
 
     /// The same launcher for an execution resumed after a restart, which had made `prior`.
@@ -71,6 +79,22 @@ impl AgentJobLauncher for AgentJobs {
     fn launch(&self, request: AgentJobRequest) -> Pin<Box<dyn Future<Output = AgentJobOutcome> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.run(request).await })
+    }
+}
+
+/// Counts a task as pending for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(pending: &'a AtomicUsize) -> Self {
+        pending.fetch_add(1, Ordering::SeqCst);
+        Self(pending)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -172,6 +196,7 @@ impl AgentJobs {
                     // until capacity may have changed (or briefly), then places again.
                     drop(reservation);
                     tracing::debug!(%agent, %message, "agent full; the task stays pending");
+                    let _waiting = Waiting::new(&self.pending);
                     tokio::select! {
                         _ = changed => {}
                         _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -314,6 +339,8 @@ impl AgentJobs {
             if let Some(placed) = placed {
                 return Ok(placed);
             }
+            // Every slot is full: the task is pending until one frees (counted while it waits).
+            let _waiting = Waiting::new(&self.pending);
             tokio::select! {
                 _ = changed => {}
                 _ = tokio::time::sleep_until(deadline) => {

@@ -51,6 +51,7 @@ fn task_finished(sequence: u64) -> EventKind {
         exit_code: None,
         output: String::new(),
         agent: Some("server-a".into()),
+        errors: 1,
     }
 }
 

@@ -67,6 +67,10 @@ pub enum EventKind {
         /// The agent that ran an agent_job task's child.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<String>,
+        /// Errors the task raised in its container (a forced result keeps them), so a replayed
+        /// task counts what it counted.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        errors: u32,
     },
     /// A task was never run (constraints not met, or the run was canceled first).
     TaskNotRun {
@@ -117,10 +121,14 @@ impl<'de> Deserialize<'de> for TaskResult {
 /// A task kind as [`TaskKind::name`] gives it. Written through an alias because serde's derive
 /// takes a field spelled `&'static str` as borrowed from the input, and would then deserialize
 /// only from `'static` data.
-type KindName = &'static str;
+pub(crate) type KindName = &'static str;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// Reads a task kind back as the static string [`TaskKind::name`] gives.
-fn static_kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+pub(crate) fn static_kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     let name = String::deserialize(d)?;
     TaskKind::static_name(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &TaskKind::NAMES))
 }

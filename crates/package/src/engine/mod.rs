@@ -2,8 +2,10 @@
 //! error counting, concurrency limits, timeouts, cancellation) and records what happened.
 
 mod budget;
+mod checkpoint;
 mod database;
 mod events;
+mod forced;
 mod graph;
 mod kinds;
 mod loops;
@@ -29,6 +31,9 @@ use switchyard_settings::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, KeptTask, Restart, Settled, checkpoint_file, plan_restart, settle, version_hash,
+};
 pub use database::{Databases, DbFuture, Session};
 pub use events::{Event, EventKind, EventLog, EventObserver};
 pub use params::{ParameterError, bind_parameters, secret_env_var};
@@ -235,16 +240,21 @@ pub(crate) async fn run_with_log(
     let clock = Instant::now();
     let package_path = shared.event_prefix.trim_end_matches('/').to_string();
     match &shared.resume {
-        Some(resume) => shared.events.emit(&package_path, EventKind::Resumed { replayed: resume.replayed() }),
-        None => shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() }),
+        Some(resume) if resume.checkpoint_of.is_none() => {
+            shared.events.emit(&package_path, EventKind::Resumed { replayed: resume.replayed() })
+        }
+        _ => shared.events.emit(&package_path, EventKind::PackageStarted { package: package.name.clone() }),
     }
+    // The package variables: restored from a checkpoint, else none yet; `sql` tasks' `result`
+    // sets them, and the run ends with them (a checkpoint keeps them).
+    let variables = shared.resume.as_ref().map(|r| r.variables.clone()).unwrap_or_default();
     tracing::debug!(execution = %shared.execution_id, package = %package.name, slots, "package started");
 
     let joined = transaction::enter(package.transaction, package.isolation, enclosing.transaction.as_ref(), || {
         format!("package \"{}\"", package.name)
     });
-    let frame = Frame::root().with_transaction(joined.transaction());
-    let outcome = run_graph(&shared, &package.tasks, frame, "", &options.cancel).await;
+    let frame = Frame::root_with_variables(variables).with_transaction(joined.transaction());
+    let outcome = run_graph(&shared, &package.tasks, frame.clone(), "", &options.cancel).await;
 
     let mut status = if options.cancel.is_cancelled() {
         ExecutionStatus::Canceled
@@ -275,6 +285,7 @@ pub(crate) async fn run_with_log(
         parameters: masked_parameters(&package, &parameters, &shared.events.masker()),
         tasks: outcome.records,
         children: outcome.children,
+        variables: frame.variables(),
         events: Vec::new(),
     }
 }

@@ -65,12 +65,13 @@ impl std::fmt::Display for ExecutionStatus {
 }
 
 /// One task of a run (one per loop iteration for tasks in loops).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// `Stage/Load orders`, `Files[2]/Copy`.
     pub path: String,
     /// The task kind.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "super::events::static_kind")]
+    pub kind: super::events::KindName,
     /// Its result.
     pub result: TaskResult,
     /// When it started; null when it never ran.
@@ -168,6 +169,10 @@ pub struct PackageRun {
     pub tasks: Vec<TaskRecord>,
     /// The child packages executed.
     pub children: Vec<ChildRecord>,
+    /// The package variables (`vars.<name>`) at the end, which a checkpoint keeps; not part of
+    /// the JSON result.
+    #[serde(skip)]
+    pub variables: Map,
     /// The ordered event log.
     #[serde(skip)]
     pub events: Vec<Event>,

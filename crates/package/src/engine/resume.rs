@@ -1,9 +1,14 @@
-//! Resuming a run whose process stopped (a coordinator restart): what the earlier run's stored
-//! events say had ended is replayed, not run again, as an SSIS checkpoint restart keeps the tasks
-//! that succeeded. Containers and loops run again, so loop positions and variables come back as
-//! they were; inside them, every leaf task that had ended is replayed with its result, exit code
-//! and output. Tasks that were running (a process, a sleep, a child package, an agent job) run
-//! again; an agent job's launcher re-attaches to the child it had started (idempotency keys).
+//! Replaying what an earlier run had finished, the one mechanism behind both ways a run picks up
+//! where another stopped:
+//! - a coordinator restart resumes an execution from its stored events: what had ended is
+//!   replayed, not run again. Containers and loops run again, so loop positions and variables
+//!   come back as they were; inside them, every leaf task that had ended is replayed with its
+//!   result, exit code and output. Tasks that were running (a process, a sleep, a child package,
+//!   an agent job) run again; an agent job's launcher re-attaches to the child it had started
+//!   (idempotency keys);
+//! - a checkpoint restart (SSIS CheckpointUsage) replays the tasks a failed run's checkpoint
+//!   file says succeeded; loops and transacted containers are kept or run again whole
+//!   (`checkpoint.rs` decides what a checkpoint keeps).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,29 +20,44 @@ use super::kinds::LazyScope;
 use super::scope::Frame;
 use super::task::TaskOutcome;
 use super::{ChildRecord, ChildStatus, Event, EventKind, RunShared, TaskRecord};
-use crate::expr::TaskFacts;
+use crate::expr::{Map, TaskFacts};
 use crate::model::{Task, TaskKind, TaskResult};
 
-/// What an earlier run of the same execution had finished, from its stored events.
+/// What an earlier run had finished, replayed instead of run again: from the events a
+/// coordinator stored for the same execution ([`Resume::from_events`]), or from a checkpoint
+/// file a failed run left ([`super::Checkpoint::resume`]).
 #[derive(Debug, Clone, Default)]
 pub struct Resume {
-    /// Leaf tasks that ended, by path (`Loop[1]/Copy`).
-    ended: HashMap<String, EndedTask>,
+    /// Tasks that ended, by path (`Loop[1]/Copy`): leaf tasks, and from a checkpoint also
+    /// containers restarted whole (loops, transacted containers) that succeeded.
+    pub(super) ended: HashMap<String, EndedTask>,
     /// The last event the earlier run stored: the resumed run's events follow it.
     pub last_sequence: u64,
+    /// The package variables (`vars.<name>`) the run starts with.
+    pub variables: Map,
+    /// Set when the replayed tasks come from a checkpoint: the execution that wrote it. The run
+    /// is then a new execution, which records an event for each task it keeps.
+    pub checkpoint_of: Option<String>,
 }
 
-/// How a leaf task of the earlier run ended.
+/// How a task of the earlier run ended.
 #[derive(Debug, Clone)]
-struct EndedTask {
-    result: TaskResult,
-    message: String,
-    exit_code: Option<i32>,
-    output: String,
-    agent: Option<String>,
-    duration_ms: u64,
-    started_at: DateTime<Utc>,
+pub(super) struct EndedTask {
+    pub result: TaskResult,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub output: String,
+    pub agent: Option<String>,
+    pub duration_ms: u64,
+    pub started_at: DateTime<Utc>,
+    /// Errors it raised in its container.
+    pub errors: u32,
+    /// A container kept whole: the records of what it held.
+    pub inner: Vec<TaskRecord>,
 }
+
+/// Appended to the message of a task a checkpoint restart keeps.
+pub(super) const KEPT: &str = " (kept from the checkpoint)";
 
 impl Resume {
     /// Reads the events of an earlier run of the package (in sequence order). Events of child
@@ -57,7 +77,7 @@ impl Resume {
                 EventKind::TaskStarted { .. } => {
                     started.insert(path, event.at);
                 }
-                EventKind::TaskFinished { kind, result, duration_ms, message, exit_code, output, agent }
+                EventKind::TaskFinished { kind, result, duration_ms, message, exit_code, output, agent, errors }
                     if !is_container(kind) =>
                 {
                     let ended = EndedTask {
@@ -68,6 +88,9 @@ impl Resume {
                         agent: agent.clone(),
                         duration_ms: *duration_ms,
                         started_at: started.get(path).copied().unwrap_or(event.at),
+                        // Events written before `errors` was recorded: a failure raised one.
+                        errors: (*errors).max(u32::from(*result == TaskResult::Failure)),
+                        inner: Vec::new(),
                     };
                     resume.ended.insert(event.path.clone(), ended);
                 }
@@ -93,16 +116,39 @@ fn is_container(kind: &str) -> bool {
     matches!(kind, "sequence" | "foreach" | "for")
 }
 
-/// The outcome of a leaf task the earlier run had ended, without running it or emitting events
-/// (its events are stored already); `None` when it had not ended.
+/// The outcome of a task the earlier run had ended, without running it; `None` when it had not
+/// ended. Resuming an execution emits no event for it (its events are stored already); a
+/// checkpoint restart, a new execution, records its end again, marked as kept.
 pub(crate) fn replay(shared: &Arc<RunShared>, task: &Task, path: &str, frame: &Frame) -> Option<TaskOutcome> {
-    if task.kind.children().is_some() {
+    let resume = shared.resume.as_ref()?;
+    let ended = resume.ended.get(path)?;
+    let is_container = task.kind.children().is_some();
+    if is_container && resume.checkpoint_of.is_none() {
+        // Resuming from events: containers run again and replay their tasks one by one.
         return None;
     }
-    let ended = shared.resume.as_ref()?.ended.get(path)?;
     let failed = ended.result == TaskResult::Failure;
     if failed && task.fail_package_on_failure {
         shared.fail_package.store(true, Ordering::SeqCst);
+    }
+    let message = match &resume.checkpoint_of {
+        Some(_) => format!("{}{KEPT}", ended.message),
+        None => ended.message.clone(),
+    };
+    if resume.checkpoint_of.is_some() {
+        shared.events.emit(
+            &format!("{}{path}", shared.event_prefix),
+            EventKind::TaskFinished {
+                kind: task.kind.name(),
+                result: ended.result,
+                duration_ms: ended.duration_ms,
+                message: message.clone(),
+                exit_code: ended.exit_code,
+                output: ended.output.clone(),
+                agent: ended.agent.clone(),
+                errors: ended.errors,
+            },
+        );
     }
     let children = match &task.kind {
         TaskKind::Package(child) => vec![ChildRecord {
@@ -122,9 +168,20 @@ pub(crate) fn replay(shared: &Arc<RunShared>, task: &Task, path: &str, frame: &F
         }],
         _ => Vec::new(),
     };
+    let mut records = vec![TaskRecord {
+        path: path.to_string(),
+        kind: task.kind.name(),
+        result: ended.result,
+        started_at: Some(ended.started_at),
+        duration_ms: Some(ended.duration_ms),
+        agent: ended.agent.clone(),
+        message,
+        exit_code: ended.exit_code,
+    }];
+    records.extend(ended.inner.iter().cloned());
     Some(TaskOutcome {
         result: ended.result,
-        errors_up: u32::from(failed),
+        errors_up: ended.errors,
         fail_parent: failed && task.fail_parent_on_failure,
         facts: TaskFacts {
             result: ended.result.as_str().to_string(),
@@ -132,16 +189,7 @@ pub(crate) fn replay(shared: &Arc<RunShared>, task: &Task, path: &str, frame: &F
             duration_ms: ended.duration_ms,
             output: ended.output.clone(),
         },
-        records: vec![TaskRecord {
-            path: path.to_string(),
-            kind: task.kind.name(),
-            result: ended.result,
-            started_at: Some(ended.started_at),
-            duration_ms: Some(ended.duration_ms),
-            agent: ended.agent.clone(),
-            message: ended.message.clone(),
-            exit_code: ended.exit_code,
-        }],
+        records,
         children,
     })
 }

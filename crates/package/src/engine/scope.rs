@@ -28,11 +28,6 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    /// The scope of a package's top level.
-    pub fn root() -> Self {
-        Self::default()
-    }
-
     /// A scope for a container inside this one, and the facts its tasks record into.
     pub fn nested(&self) -> (Frame, Facts) {
         let facts: Facts = Arc::default();
@@ -40,6 +35,17 @@ impl Frame {
         chain.extend(self.chain.iter().cloned());
         chain.push(facts.clone());
         (Frame { chain: Arc::new(chain), ..self.clone() }, facts)
+    }
+
+    /// The scope of a package's top level whose package variables start as `variables` (restored
+    /// from a checkpoint).
+    pub fn root_with_variables(variables: Map) -> Self {
+        Self { results: Arc::new(Mutex::new(variables)), ..Self::default() }
+    }
+
+    /// The package variables as they are now (set by `sql` tasks' `result`, or restored).
+    pub fn variables(&self) -> Map {
+        self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The same scope with other loop variables.

@@ -131,24 +131,12 @@ fn finish(
     let raw = outcome.result;
     let mut message = shared.events.mask(&outcome.message);
     let shown_output = shared.events.mask(&outcome.output);
-    let result = match (task.force_result, raw) {
-        (Some(forced), TaskResult::Success | TaskResult::Failure | TaskResult::Completion) if forced != raw => {
-            message = format!("{message} (result {raw} forced to {forced})");
-            forced
-        }
-        _ => raw,
-    };
-    let masked = matches!(task.force_result, Some(TaskResult::Success | TaskResult::Completion));
-    let errors_up = if task.kind.children().is_some() {
-        // A container's errors were counted inside it; they bubble up unless its result is forced.
-        match result {
-            _ if masked => 0,
-            TaskResult::Failure => outcome.inner_errors.max(1),
-            _ => outcome.inner_errors,
-        }
-    } else {
-        u32::from(result == TaskResult::Failure)
-    };
+    let forced = super::forced::apply(task, raw, outcome.inner_errors);
+    if let Some(note) = &forced.note {
+        message = format!("{message} ({note})");
+    }
+    let result = forced.result;
+    let errors_up = forced.errors_up;
     let failed = result == TaskResult::Failure;
     if failed && task.fail_package_on_failure {
         shared.fail_package.store(true, Ordering::SeqCst);
@@ -163,6 +151,7 @@ fn finish(
             exit_code: outcome.exit_code,
             output: shown_output,
             agent: outcome.agent.clone(),
+            errors: errors_up,
         },
     );
     let facts = TaskFacts {

@@ -1,6 +1,7 @@
 //! Loading a package file: parse, read every field with its position, resolve constraints,
 //! load referenced child packages, and report all of a file's errors together.
 
+mod checkpoint;
 mod constraints;
 mod reader;
 mod sql;
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use toml::de::DeTable;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Severity, SourceMap};
@@ -175,7 +177,10 @@ impl Loader {
         let package = if parse_errors.is_empty() {
             let limits = self.options.limits.clone();
             let mut reader = Reader::new(&map, &limits);
-            let package = read_document(&mut reader, self, root.get_ref(), root.span(), path);
+            let package = read_document(&mut reader, self, root.get_ref(), root.span(), path).map(|mut package| {
+                package.source_hash = hex::encode(Sha256::digest(text.as_bytes()));
+                package
+            });
             let has_errors = reader.diagnostics.iter().any(|d| d.severity == Severity::Error);
             self.diagnostics.append(&mut reader.diagnostics);
             if has_errors { None } else { package.map(Arc::new) }
@@ -215,6 +220,8 @@ fn read_document(
         connections: indexmap::IndexMap::new(),
         transaction: Default::default(),
         isolation: Default::default(),
+        checkpoint: None,
+        source_hash: String::new(),
     };
     if let Some(header) = header
         && let Some(table) = reader.table(header, "package")
@@ -294,10 +301,12 @@ fn read_header(reader: &mut Reader<'_>, mut fields: Fields<'_, '_>, package: &mu
         package.max_errors = n as u32;
     }
     (package.transaction, package.isolation) = sql::read_transaction(reader, &mut fields);
-    fields.refuse_unsupported(reader, &["checkpoint"], "checkpoints come with restartable packages");
+    if let Some(v) = fields.take("checkpoint") {
+        package.checkpoint = checkpoint::read(reader, v, &fields.path_of("checkpoint"));
+    }
     fields.finish(
         reader,
-        "in [package] (expected name, description, max_concurrent, max_errors, transaction, isolation)",
+        "in [package] (expected name, description, max_concurrent, max_errors, transaction, isolation, checkpoint)",
     );
 }
 

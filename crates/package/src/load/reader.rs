@@ -288,16 +288,6 @@ impl<'t, 'i> Fields<'t, 'i> {
         self.table.contains_key(key)
     }
 
-    /// Reports fields that are defined for later work as not supported yet.
-    pub fn refuse_unsupported(&mut self, reader: &mut Reader<'_>, keys: &[&str], what: &str) {
-        for key in keys {
-            if let Some((k, _)) = self.table.get_key_value(*key) {
-                self.taken.push((*key).to_string());
-                reader.error(&k.span(), &self.path_of(key), format!("`{key}` is not supported yet ({what})"));
-            }
-        }
-    }
-
     /// Reports every field not taken, with `context` saying where it was found.
     pub fn finish(self, reader: &mut Reader<'_>, context: &str) {
         for (key, _) in self.table.iter() {

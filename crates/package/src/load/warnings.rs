@@ -4,11 +4,12 @@ use super::reader::Reader;
 use crate::model::{ConstraintValue, EvalOp, Package, Task, TaskResult};
 
 /// Warns where a handled failure (a failure or completion constraint) still fails an
-/// enclosing container or the package because its max_errors is 1.
+/// enclosing container or the package because its max_errors is 1. A forced result does not
+/// keep a failure's error from the containers above it (SSIS counts it anyway: engine/forced.rs).
 pub(crate) fn warn(reader: &mut Reader<'_>, package: &Package) {
     let mut found = Vec::new();
     let package_label = format!("the package \"{}\"", package.name);
-    let mut stack = vec![(package_label, package.max_errors, false)];
+    let mut stack = vec![(package_label, package.max_errors)];
     walk(&package.tasks, "tasks", &mut stack, &mut found);
     for (path, message) in found {
         let span = reader.constraint_spans.get(&path).cloned().unwrap_or(0..0);
@@ -16,8 +17,8 @@ pub(crate) fn warn(reader: &mut Reader<'_>, package: &Package) {
     }
 }
 
-/// (label, max_errors, masks errors) for each enclosing container, outermost first.
-type Enclosing = Vec<(String, u32, bool)>;
+/// (label, max_errors) for each enclosing container, outermost first.
+type Enclosing = Vec<(String, u32)>;
 
 fn walk(tasks: &[Task], path: &str, stack: &mut Enclosing, found: &mut Vec<(String, String)>) {
     for (i, task) in tasks.iter().enumerate() {
@@ -26,16 +27,14 @@ fn walk(tasks: &[Task], path: &str, stack: &mut Enclosing, found: &mut Vec<(Stri
             let handles_failure =
                 matches!(c.on, ConstraintValue::Failure | ConstraintValue::Completion) && c.eval != EvalOp::Expression;
             let source = &tasks[c.index];
-            let can_fail =
-                !source.disabled && !matches!(source.force_result, Some(TaskResult::Success | TaskResult::Completion));
+            // A forced success or completion holds (and the failure path never runs) unless the
+            // source's own max_errors is reached by its failure.
+            let forced_away = matches!(source.force_result, Some(TaskResult::Success | TaskResult::Completion))
+                && source.max_errors != 1;
+            let can_fail = !source.disabled && !forced_away;
             if handles_failure && can_fail {
-                let failing: Vec<&str> = stack
-                    .iter()
-                    .rev()
-                    .take_while(|(_, _, masks)| !masks)
-                    .filter(|(_, max, _)| *max == 1)
-                    .map(|(label, _, _)| label.as_str())
-                    .collect();
+                let failing: Vec<&str> =
+                    stack.iter().rev().filter(|(_, max)| *max == 1).map(|(label, _)| label.as_str()).collect();
                 if !failing.is_empty() {
                     found.push((
                         format!("{task_path}.after[{j}]"),
@@ -49,9 +48,7 @@ fn walk(tasks: &[Task], path: &str, stack: &mut Enclosing, found: &mut Vec<(Stri
             }
         }
         if let Some(children) = task.kind.children() {
-            // A container whose result is forced to success keeps its errors from its parents.
-            let masks = matches!(task.force_result, Some(TaskResult::Success | TaskResult::Completion));
-            stack.push((format!("container \"{}\"", task.name), task.max_errors, masks));
+            stack.push((format!("container \"{}\"", task.name), task.max_errors));
             walk(children, &format!("{task_path}.tasks"), stack, found);
             stack.pop();
         }
