@@ -230,18 +230,18 @@ var = "n"
 }
 
 #[tokio::test]
-async fn usage_decides_whether_a_run_restarts_and_a_missing_file_under_always_is_refused() {
+async fn usage_decides_whether_a_run_restarts_and_a_missing_file_under_always_runs_from_the_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let package = load(dir.path(), NIGHTLY);
     let missing = file(dir.path());
 
-    match plan_restart(&package, Some(CheckpointUsage::Always)) {
-        Err(e @ CheckpointError::Missing(_)) => {
-            let text = e.to_string();
-            assert!(text.contains(&missing.display().to_string()), "names the file: {text}");
-            assert!(text.contains("--restart if_exists"), "says what to do: {text}");
+    // DESIGN.md §3: `always` without a file to restart from runs from the start and says so.
+    match plan_restart(&package, Some(CheckpointUsage::Always)).expect("always without a file runs") {
+        Restart::FromStart(reason) => {
+            assert!(reason.contains(&missing.display().to_string()), "names the file: {reason}");
+            assert!(reason.contains("(usage \"always\"): running from the start"), "says so: {reason}");
         }
-        other => panic!("always without a file must be refused, got {other:?}"),
+        other => panic!("{other:?}"),
     }
     match plan_restart(&package, None).expect("if_exists without a file runs") {
         Restart::FromStart(reason) => assert!(reason.contains("running from the start"), "{reason}"),

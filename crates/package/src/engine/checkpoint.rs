@@ -80,12 +80,6 @@ pub struct KeptTask {
 /// Why a checkpoint could not be used or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Usage `always` and no file to restart from.
-    #[error(
-        "checkpoint file {} not found: checkpoint usage \"always\" restarts only from a checkpoint; run with --restart if_exists (or never) to run from the start",
-        .0.display()
-    )]
-    Missing(PathBuf),
     /// The file exists but cannot be read.
     #[error("cannot read checkpoint file {}: {source}", path.display())]
     Unreadable {
@@ -202,10 +196,12 @@ pub fn plan_restart(package: &Package, usage: Option<CheckpointUsage>) -> Result
             checkpoint.check_version(package, &file)?;
             Ok(Restart::FromCheckpoint { file, checkpoint })
         }
-        None if usage == CheckpointUsage::Always => Err(CheckpointError::Missing(file)),
+        // DESIGN.md §3: `always` without a file runs from the start and says so (SSIS's
+        // CheckpointUsage Always fails the package instead; the contract chose not to).
         None => Ok(Restart::FromStart(format!(
-            "no checkpoint file {} (usage \"if_exists\"): running from the start",
-            file.display()
+            "no checkpoint file {} (usage \"{}\"): running from the start",
+            file.display(),
+            usage.as_str()
         ))),
     }
 }
