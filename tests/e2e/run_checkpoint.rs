@@ -2,7 +2,7 @@
 //! dtexec /Restart): what a user sees on stderr, the exit codes, and which tasks ran, counted in
 //! files the tasks append to.
 
-use switchyard_tests::{Workspace, switchyard};
+use switchyard_tests::{Workspace, switchyard, switchyard_async};
 
 use crate::run_cli::{single_json_object, task};
 
@@ -126,4 +126,43 @@ command = ["sh", "-c", "echo {{ vars.answer }} >> use.txt; test {{ params.fail }
     assert!(count["message"].as_str().is_some_and(|m| m.ends_with("(kept from the checkpoint)")), "{report:#}");
     let used = std::fs::read_to_string(ws.path("use.txt")).expect("use.txt");
     assert_eq!(used.lines().collect::<Vec<_>>(), ["42", "42"], "the restored variable is read on the restart");
+}
+
+/// Executions on a coordinator checkpoint the same way (issue 13): the file is kept under the
+/// coordinator's data_dir/checkpoints/PACKAGE/, and the next `run --coordinator` restarts from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_on_a_coordinator_restarts_from_the_checkpoint_the_coordinator_kept() {
+    let ws = Workspace::new();
+    let coordinator = switchyard_tests::CoordinatorProcess::setup(&ws).start().await;
+    let address = coordinator.address().to_string();
+    // The tasks append to files in the workspace, named absolutely (they run on the coordinator).
+    let package = ws.write(
+        "nightly.toml",
+        &NIGHTLY
+            .replace("extract.txt", &ws.path("extract.txt").display().to_string())
+            .replace("transform.txt", &ws.path("transform.txt").display().to_string()),
+    );
+    let package = package.to_str().expect("utf-8 path");
+    let kept = coordinator.data_dir().join("checkpoints").join("nightly").join("nightly.ckpt");
+
+    let first = switchyard_async(["run", package, "--coordinator", &address]).await;
+    first.assert_exit(1);
+    assert!(first.stderr.contains("(usage \"if_exists\"): running from the start (on the coordinator)"), "{first}");
+    assert!(kept.exists(), "the coordinator keeps the checkpoint at {}\n{first}", kept.display());
+
+    let second = switchyard_async(["run", package, "--coordinator", &address, "--set", "fail=false", "--json"]).await;
+    second.assert_exit(0);
+    assert!(second.stderr.contains("checkpoint: restarting from"), "{second}");
+    assert_eq!((count(&ws, "extract.txt"), count(&ws, "transform.txt")), (1, 2), "only Transform ran again");
+    let report = single_json_object(&second.stdout);
+    let extract = task(&report, "Extract");
+    assert!(extract["message"].as_str().is_some_and(|m| m.ends_with("(kept from the checkpoint)")), "{report:#}");
+    assert!(!kept.exists(), "deleted on success");
+
+    // --restart on a package without a checkpoint is refused before anything is sent.
+    let plain = ws.write("plain.toml", "[package]\nname = \"plain\"\n");
+    let plain = plain.to_str().expect("utf-8 path");
+    let refused = switchyard_async(["run", plain, "--coordinator", &address, "--restart", "always"]).await;
+    refused.assert_exit(6);
+    assert!(refused.stderr.contains("has no checkpoint file to restart from"), "{refused}");
 }

@@ -225,7 +225,7 @@ impl Cluster {
             max_concurrent: Some(max_concurrent),
             ..StartExecution::default()
         };
-        self.coordinator.executions.start(request).await.expect("the execution starts").0
+        self.coordinator.executions.start(request).await.expect("the execution starts").execution_id
     }
 
     /// Waits (bounded) until the report holds `children` child runs, and with `ended` until none

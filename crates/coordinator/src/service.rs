@@ -169,9 +169,14 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             parameters: r.parameters.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             caller: if r.caller.is_empty() { "switchyard".into() } else { r.caller },
             max_concurrent: (r.max_concurrent != 0).then_some(r.max_concurrent),
+            restart: r.restart,
         };
-        let (execution_id, existing) = self.executions.start(start).await?;
-        Ok(Response::new(pb::StartExecutionResponse { execution_id, existing }))
+        let started = self.executions.start(start).await?;
+        Ok(Response::new(pb::StartExecutionResponse {
+            execution_id: started.execution_id,
+            existing: started.existing,
+            checkpoint: started.checkpoint,
+        }))
     }
 
     async fn get_execution(

@@ -84,6 +84,7 @@ impl Client {
             parameters: Default::default(),
             caller: "bench".into(),
             max_concurrent,
+            restart: String::new(),
         };
         self.0.clone().start_execution(request).await.expect("StartExecution").into_inner().execution_id
     }

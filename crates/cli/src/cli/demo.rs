@@ -118,7 +118,7 @@ async fn demonstrate(
         caller: "demo".into(),
         ..StartExecution::default()
     };
-    let (id, _) = coordinator.executions.start(request).await.context("starting the parent package")?;
+    let id = coordinator.executions.start(request).await.context("starting the parent package")?.execution_id;
     say(started, &format!("execution {id} of package \"nightly-demo\" started"));
     let crash = match crashable.as_ref() {
         None => {

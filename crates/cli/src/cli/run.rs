@@ -34,7 +34,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Overrides the package's checkpoint usage (dtexec /Restart): never runs from the start,
-    /// if_exists restarts from the checkpoint file when there is one, always requires it.
+    /// if_exists and always restart from the checkpoint file when there is one (with
+    /// --coordinator, the file the coordinator keeps for the package).
     #[arg(long, value_name = "USAGE", value_parser = ["never", "if_exists", "always"])]
     pub restart: Option<String>,
 }
@@ -42,12 +43,6 @@ pub struct RunArgs {
 /// Runs the command; returns dtexec's exit code.
 pub async fn run(mut args: RunArgs) -> u8 {
     if args.coordinator.is_some() || args.detach {
-        if let Some(usage) = &args.restart {
-            eprintln!(
-                "error: `--restart {usage}` with --coordinator is not supported yet (checkpoints work for local runs); run without --coordinator"
-            );
-            return exit::BAD_COMMAND_LINE;
-        }
         return super::coordinator::run::run(args).await;
     }
     if let Some(n) = args.max_concurrent

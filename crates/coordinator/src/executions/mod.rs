@@ -4,6 +4,7 @@
 //! behind the run (never read back while it runs) and streamed to watchers.
 
 mod activity;
+mod checkpoints;
 mod children;
 mod restart;
 mod submission;
@@ -38,6 +39,20 @@ pub struct StartExecution {
     pub caller: String,
     /// Overrides max_concurrent.
     pub max_concurrent: Option<i64>,
+    /// Overrides the package's checkpoint usage (`run --restart`); empty for its own.
+    pub restart: String,
+}
+
+/// A started (or, for a repeated request id, found) execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// Its id.
+    pub execution_id: String,
+    /// True when the request id was seen before and this is that execution.
+    pub existing: bool,
+    /// Where it started, when its package has a checkpoint: "restarting from ..." or why it runs
+    /// from the start; empty otherwise.
+    pub checkpoint: String,
 }
 
 impl StartExecution {
@@ -46,6 +61,7 @@ impl StartExecution {
     pub fn check(&self, limits: &switchyard_settings::Limits) -> Result<(), String> {
         limits.check_field("request_id", self.request_id.as_deref().unwrap_or(""))?;
         limits.check_field("package", &self.package)?;
+        limits.check_field("restart", &self.restart)?;
         limits.check_field("caller (requested_by)", &self.caller)?;
         for (path, _) in &self.files {
             limits.check_field("files.path", path)?;

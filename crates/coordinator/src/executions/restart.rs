@@ -11,7 +11,7 @@ use switchyard_package::engine::{ChildStatus, Event, EventKind, ExecutionStatus,
 use switchyard_package::load::load_package_with;
 use switchyard_package::model::OnParentEnd;
 
-use super::Executions;
+use super::{Executions, checkpoints};
 use crate::error::Error;
 use crate::launcher::PriorAttempts;
 use crate::model::{ExecutionRecord, StoredEvent};
@@ -64,7 +64,10 @@ impl Executions {
                         databases: Some(self.inner.databases.clone()),
                         ..RunOptions::default()
                     };
-                    self.launch(execution, loaded.package, options, Some(prior));
+                    // Relocation passed when the execution was accepted.
+                    let package =
+                        checkpoints::relocated(loaded.package.clone(), &self.inner.data_dir).unwrap_or(loaded.package);
+                    self.launch(execution, package, options, Some(prior));
                     resumed += 1;
                 }
                 Err(e) => {

@@ -16,26 +16,33 @@ use switchyard_package::engine::{
 use switchyard_package::load::{LoadOptions, load_package_with};
 
 use super::activity::Activity;
-use super::{Executions, Live, StartExecution};
+use super::{Executions, Live, StartExecution, Started, checkpoints};
 use crate::error::Error;
 use crate::launcher::{AgentJobs, ChildSink, ChildUpdate, PriorAttempts};
 use crate::store::{ChildRunRecord, ExecutionRecord, Store, StoredEvent, Write};
 
 impl Executions {
     /// Starts an execution; a repeated request id answers with the one it started.
-    pub async fn start(&self, request: StartExecution) -> Result<(String, bool), Error> {
+    pub async fn start(&self, request: StartExecution) -> Result<Started, Error> {
         // One start at a time per coordinator keeps request-id checks and inserts atomic.
         let _one = self.inner.requests.lock().await;
         if let Some(id) = request.request_id.as_deref().filter(|r| !r.is_empty())
             && let Some(existing) = self.inner.store.execution_by_request(id).await?
         {
-            return Ok((existing.execution_id, true));
+            return Ok(Started { execution_id: existing.execution_id, existing: true, checkpoint: String::new() });
         }
         request.check(&self.inner.limits).map_err(Error::InvalidArgument)?;
         let execution_id = uuid::Uuid::new_v4().to_string();
         let dir = self.inner.data_dir.join("executions").join(&execution_id);
         // A rejected request leaves none of its files behind.
-        let (package, parameters) = match self.prepare(&dir, &request) {
+        let prepared = self
+            .prepare(&dir, &request)
+            .and_then(|(package, parameters)| Ok((checkpoints::relocated(package, &self.inner.data_dir)?, parameters)))
+            .and_then(|(package, parameters)| {
+                let (resume, said) = checkpoints::plan(&package, &request.restart)?;
+                Ok((package, parameters, resume, said))
+            });
+        let (package, parameters, resume, checkpoint) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 if let Err(removed) = std::fs::remove_dir_all(&dir)
@@ -74,10 +81,14 @@ impl Executions {
             limits: self.inner.limits.clone(),
             package_root: Some(dir),
             databases: Some(self.inner.databases.clone()),
+            resume,
             ..RunOptions::default()
         };
+        if !checkpoint.is_empty() {
+            tracing::info!(execution = %execution_id, %checkpoint, "checkpoint");
+        }
         self.launch(record, package, options, None);
-        Ok((execution_id, false))
+        Ok(Started { execution_id, existing: false, checkpoint })
     }
 
     /// Writes a request's files under `dir`, loads its package confined to `dir`, and binds
@@ -93,14 +104,6 @@ impl Executions {
             Err(LoadError::Invalid(d)) => return Err(Error::InvalidArgument(format!("the package is invalid:\n{d}"))),
             Err(e) => return Err(Error::InvalidArgument(format!("package: {e}"))),
         };
-        if package.checkpoint.is_some() {
-            // Each execution has its own folder here, so a checkpoint file there would never be
-            // found by the next one; refused rather than silently ignored.
-            return Err(Error::InvalidArgument(format!(
-                "package \"{}\": checkpoint is not supported yet on a coordinator (an execution resumes after a coordinator restart from its stored events instead); run it with `switchyard run` without --coordinator to restart from its checkpoint file",
-                package.name
-            )));
-        }
         let parameters = bind_parameters(&package, &request.parameters)
             .map_err(|e| Error::InvalidArgument(format!("parameters: {e}")))?;
         Ok((package, parameters))
@@ -169,7 +172,8 @@ impl Executions {
         };
         let resumed = options.resume.is_some();
         options.agent_jobs = Some(Arc::new(jobs));
-        let run = run_package(package, options).await;
+        let run = run_package(package.clone(), options).await;
+        checkpoints::finish(&package, &run);
         let _ = writer.await;
         record.status = run.status;
         record.ended_at = Some(run.ended_at);

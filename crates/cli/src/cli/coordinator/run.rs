@@ -56,6 +56,15 @@ async fn run_on_coordinator(mut args: RunArgs) -> Result<u8, Failure> {
     }
     args.sets = with_secret_env(&loaded.package, std::mem::take(&mut args.sets), |name| std::env::var(name).ok());
     bind_parameters(&loaded.package, &args.sets).map_err(|e| Failure::usage(e.to_string()))?;
+    if loaded.package.checkpoint.is_none()
+        && let Some(usage) = args.restart.as_deref().filter(|u| *u != "never")
+    {
+        return Err(Failure::usage(format!(
+            "--restart {usage}: package \"{name}\" has no checkpoint file to restart from; add checkpoint = {{ file = \
+             \"{name}.ckpt\", usage = \"if_exists\" }} to its [package]",
+            name = loaded.package.name
+        )));
+    }
     let start = start_request(&args, &loaded.package)?;
     let interrupted = CancellationToken::new();
     if !args.detach {
@@ -74,6 +83,9 @@ async fn run_on_coordinator(mut args: RunArgs) -> Result<u8, Failure> {
     if args.detach {
         println!("{execution_id}");
         return Ok(exit::SUCCESS);
+    }
+    if !started.checkpoint.is_empty() {
+        eprintln!("checkpoint: {} (on the coordinator)", started.checkpoint);
     }
     let again = if started.existing { " (this submission had already started it)" } else { "" };
     eprintln!(
@@ -128,6 +140,7 @@ fn start_request(args: &RunArgs, package: &switchyard_package::Package) -> Resul
         parameters: parameter_texts(&args.sets).into_iter().collect(),
         caller: caller(std::env::var("USER").ok()),
         max_concurrent: args.max_concurrent.unwrap_or(0),
+        restart: args.restart.clone().unwrap_or_default(),
     })
 }
 
@@ -182,6 +195,16 @@ fn refused(coordinator: &Coordinator, status: &Status) -> Failure {
             exit_code: exit::INVALID,
             message: format!(
                 "the coordinator at {} refused the package: {}",
+                coordinator.address(),
+                status_text(status)
+            ),
+        },
+        // A checkpoint the coordinator cannot restart from (another version, a corrupt file):
+        // the package fails, as a local run does.
+        Code::FailedPrecondition => Failure {
+            exit_code: exit::FAILURE,
+            message: format!(
+                "the coordinator at {} did not start the package: {}",
                 coordinator.address(),
                 status_text(status)
             ),
