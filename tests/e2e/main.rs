@@ -21,6 +21,8 @@ mod failures_restarts;
 mod failures_starts;
 mod limits;
 mod nemesis;
+mod ops_browser;
+mod ops_http;
 mod run_cli;
 mod secrets;
 mod tls;

@@ -22,10 +22,12 @@ use nix::unistd::Pid;
 
 mod agent;
 mod coordinator;
+mod http;
 mod server;
 
 pub use agent::{AGENT_START_DEADLINE, AgentProcess, AgentSetup};
 pub use coordinator::{COORDINATOR_START_DEADLINE, CoordinatorProcess, CoordinatorSetup};
+pub use http::{HttpResponse, http_get};
 
 /// How long one command may run before it is killed and the test fails.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);

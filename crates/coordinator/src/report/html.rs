@@ -239,10 +239,10 @@ mod tests {
         assert_eq!(html.matches("<rect class=\"bar ").count(), ran + report.children.len(), "{html}");
         // The execution took 10 s over a 760-unit track from x = 300; "Stage/Load orders"
         // started at +2 s and ran 1.5 s.
-        assert!(html.contains("<rect class=\"bar failure\" x=\"452.0\" y=\"45\" width=\"114.0\""), "{html}");
+        assert!(html.contains("<rect class=\"bar failure\" x=\"452.0\" y=\"61\" width=\"114.0\""), "{html}");
         assert!(html.contains("<rect class=\"bar success\" x=\"307.6\""), "{html}");
         assert!(html.contains("<rect class=\"bar success\" x=\"604.0\""), "{html}");
-        assert!(html.contains("<text class=\"group\" x=\"4\" y=\"31\">Tasks</text>"), "{html}");
+        assert!(html.contains("<text class=\"group\" x=\"4\" y=\"35\">Tasks</text>"), "{html}");
         assert!(html.contains(">Agent server-b</text>"), "children are grouped by agent: {html}");
     }
 
@@ -326,7 +326,7 @@ mod tests {
         let html = report.to_html();
         // The span is the latest known end: "Stage/Load orders" ends at 3.5 s; the running task
         // starts at 4 s, which is then the end.
-        assert!(html.contains("<rect class=\"bar running\" x=\"1060.0\" y=\"81\" width=\"2.0\""), "{html}");
+        assert!(html.contains("<rect class=\"bar running\" x=\"1060.0\" y=\"79\" width=\"2.0\""), "{html}");
         assert!(html.contains("<td class=\"running\">running</td>"), "{html}");
         report.tasks.retain(|task| task.started_at.is_none());
         let html = report.to_html();
