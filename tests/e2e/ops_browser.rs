@@ -24,6 +24,7 @@ const DRIVER_START: Duration = Duration::from_secs(30);
 
 /// Three waited children held by a gate, and a fire-and-forget child that fails.
 const PACKAGE: &str = r#"
+[package]
 name = "browser"
 
 [[tasks]]
@@ -59,7 +60,7 @@ async fn a_browser_sees_the_agents_a_live_execution_reach_its_end_and_every_chil
     let ws = Workspace::new();
     let gate = ws.path("GO");
     let mut setup = Cluster::setup(ws)
-        .job("hold.toml", &gated_job("hold", &gate, "concurrency = \"allow\""))
+        .job("hold.toml", &gated_job("hold", &gate, "concurrency = \"allow\"\nmax_running = 4"))
         .job("fails.toml", FAILING_JOB)
         .coordinator_setting("http", "\"127.0.0.1:0\"");
     for agent in AGENTS {

@@ -18,6 +18,7 @@ pub(crate) const FAILING_JOB: &str = "name = \"fails\"\n\n[[steps]]\nname = \"fa
 
 /// A waited child that succeeds, a fire-and-forget child that fails, and a process that fails.
 const PACKAGE: &str = r#"
+[package]
 name = "ops"
 
 [[tasks]]
