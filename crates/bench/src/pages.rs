@@ -103,7 +103,7 @@ fn agent(index: usize) -> AgentSnapshot {
     AgentSnapshot {
         name: format!("server-{index}"),
         address: format!("http://10.0.{}.{}:7601", index / 250, index % 250),
-        state: if index % 50 == 0 { AgentState::Down } else { AgentState::Up },
+        state: if index.is_multiple_of(50) { AgentState::Down } else { AgentState::Up },
         labels: vec!["etl".into()],
         running: 2,
         queued: 0,
