@@ -33,6 +33,7 @@ pub(crate) struct ClusterSetup {
     ws: Workspace,
     jobs: Vec<(String, String)>,
     agent_settings: Vec<(String, String, String)>,
+    coordinator_settings: Vec<(String, String)>,
 }
 
 impl ClusterSetup {
@@ -45,6 +46,12 @@ impl ClusterSetup {
     /// Sets an agent.toml key of one agent (TOML syntax), over the cluster's defaults.
     pub(crate) fn agent_setting(mut self, agent: &str, key: &str, toml_value: &str) -> Self {
         self.agent_settings.push((agent.to_string(), key.to_string(), toml_value.to_string()));
+        self
+    }
+
+    /// Sets a coordinator.toml key (TOML syntax).
+    pub(crate) fn coordinator_setting(mut self, key: &str, toml_value: &str) -> Self {
+        self.coordinator_settings.push((key.to_string(), toml_value.to_string()));
         self
     }
 
@@ -65,6 +72,9 @@ impl ClusterSetup {
             agents.insert(name.to_string(), setup.start().await);
         }
         let mut setup = CoordinatorProcess::setup(&self.ws);
+        for (key, value) in &self.coordinator_settings {
+            setup = setup.setting(key, value);
+        }
         for (name, agent) in &agents {
             setup = setup.agent(name, agent);
         }
@@ -87,7 +97,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// A cluster in `ws`: agents server-a, server-b and server-c, labelled `etl`, 4 slots each.
     pub(crate) fn setup(ws: Workspace) -> ClusterSetup {
-        ClusterSetup { ws, jobs: Vec::new(), agent_settings: Vec::new() }
+        ClusterSetup { ws, jobs: Vec::new(), agent_settings: Vec::new(), coordinator_settings: Vec::new() }
     }
 
     /// The agent named `name`.

@@ -1,5 +1,4 @@
 //! End-to-end tests: the real binaries run as separate processes, one module per scenario.
-
 mod agent;
 mod agent_admin;
 mod agent_concurrency;
@@ -23,6 +22,8 @@ mod failures_restarts;
 mod failures_starts;
 mod limits;
 mod nemesis;
+mod ops_browser;
+mod ops_http;
 mod run_checkpoint;
 mod run_cli;
 mod secrets;

@@ -133,6 +133,15 @@ impl AgentProcess {
         format!("http://{}", self.address)
     }
 
+    /// Where its `http` listener (`/metrics`, `/healthz`) listens, as it printed it; panics when
+    /// it has none (set `http = "127.0.0.1:0"`).
+    pub async fn http_address(&self) -> SocketAddr {
+        crate::eventually_async(AGENT_START_DEADLINE, "the agent to print its http address", || async {
+            crate::http::printed_http_address(&self.stderr_so_far(), "/healthz on ")
+        })
+        .await
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()

@@ -128,6 +128,17 @@ impl CoordinatorProcess {
         self.address
     }
 
+    /// Where its `http` listener (the dashboard, `/metrics`) listens, as it printed it; panics
+    /// when it has none (set `http = "127.0.0.1:0"`).
+    pub async fn http_address(&self) -> SocketAddr {
+        crate::eventually_async(
+            COORDINATOR_START_DEADLINE,
+            "the coordinator to print its dashboard address",
+            || async { crate::http::printed_http_address(&self.stderr_so_far(), "dashboard on ") },
+        )
+        .await
+    }
+
     /// `http://ADDRESS`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)

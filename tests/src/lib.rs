@@ -22,11 +22,13 @@ use nix::unistd::Pid;
 
 mod agent;
 mod coordinator;
+mod http;
 mod postgres;
 mod server;
 
 pub use agent::{AGENT_START_DEADLINE, AgentProcess, AgentSetup};
 pub use coordinator::{COORDINATOR_START_DEADLINE, CoordinatorProcess, CoordinatorSetup};
+pub use http::{HttpResponse, http_get};
 pub use postgres::{PostgresServer, SKIP_POSTGRES_ENV};
 
 /// How long one command may run before it is killed and the test fails.

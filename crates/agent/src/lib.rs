@@ -6,6 +6,7 @@ mod admin;
 pub mod config;
 mod error;
 mod faults;
+mod http;
 pub mod jobs;
 mod model;
 mod package_cache;
@@ -16,6 +17,7 @@ mod runtime;
 pub mod server;
 mod service;
 mod store;
+pub mod telemetry;
 mod wire;
 
 pub use error::Error;

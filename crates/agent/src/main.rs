@@ -72,7 +72,21 @@ async fn main() -> anyhow::Result<()> {
     switchyard_agent::jobs::check_job_files(&config).context("checking the agent's job files")?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let http = match config.http {
+        Some(address) => {
+            let http = TcpListener::bind(address).await.with_context(|| format!("binding http {address}"))?;
+            let bound = http.local_addr().context("reading the bound http address")?;
+            if !bound.ip().is_loopback() {
+                tracing::warn!(http = %bound, "serving /metrics on a non-loopback address (insecure = true)");
+            }
+            Some((http, bound))
+        }
+        None => None,
+    };
     eprintln!("switchyard-agent \"{}\" listening on {bound}", config.name);
+    if let Some((_, bound)) = &http {
+        eprintln!("switchyard-agent \"{}\" serving /metrics and /healthz on http://{bound}", config.name);
+    }
     let tls = match &config.tls {
         Some(files) => Some(switchyard_tls::Tls::load(files).context("loading the [tls] files")?),
         None => None,
@@ -82,7 +96,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(tls) = &tls {
         tokio::spawn(switchyard_tls::reload_on_sighup(tls.clone()));
     }
-    switchyard_agent::server::serve_with_tls(listener, config, tls, shutdown).await.context("agent failed")?;
+    switchyard_agent::server::serve_with_listeners(listener, http.map(|(http, _)| http), config, tls, shutdown)
+        .await
+        .context("agent failed")?;
     Ok(())
 }
 

@@ -41,6 +41,14 @@ pub enum ServeError {
     /// `[tls]` files that cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The HTTP listener (`http`) could not be bound or failed.
+    #[error("serving HTTP on {address}: {error}")]
+    Http {
+        /// The address.
+        address: String,
+        /// What failed.
+        error: std::io::Error,
+    },
 }
 
 /// Holds an exclusive lock on the data dir for as long as the agent runs: two agents writing
@@ -73,9 +81,30 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
 
 /// Serves an agent as [`serve`] does: with `tls`, only clients the CA signed, each call decided
 /// by [`AGENT_ROLES`], and registration over https; the caller keeps `tls` to [`Tls::reload`]
-/// it (SIGHUP).
+/// it (SIGHUP). With `http` in `config`, binds it and serves `/metrics` and `/healthz` there
+/// ([`serve_with_listeners`] takes a bound one).
 pub async fn serve_with_tls(
     listener: TcpListener,
+    config: AgentConfig,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let http = match config.http {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| ServeError::Http { address: address.to_string(), error })?,
+        ),
+        None => None,
+    };
+    serve_with_listeners(listener, http, config, tls, shutdown).await
+}
+
+/// Serves an agent as [`serve_with_tls`] does, gRPC on `listener` and, when given, `/metrics`
+/// and `/healthz` on `http` (plain HTTP, DESIGN.md §12).
+pub async fn serve_with_listeners(
+    listener: TcpListener,
+    http: Option<TcpListener>,
     config: AgentConfig,
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
@@ -107,6 +136,11 @@ pub async fn serve_with_tls(
     let message_limit = runtime.config.limits.grpc_message_or(switchyard_settings::limits::AGENT_GRPC_MESSAGE);
     let service = pb::agent_server::AgentServer::new(AgentService::new(runtime.clone(), consumed.clone()))
         .max_decoding_message_size(message_limit);
+    let http = http.map(|listener| {
+        let address = listener.local_addr().map_or_else(|_| "the http listener".to_owned(), |a| a.to_string());
+        let served = crate::http::serve(listener, runtime.clone(), consumed.clone(), runtime.shutdown.clone());
+        tokio::spawn(async move { served.await.map_err(|error| ServeError::Http { address, error }) })
+    });
     let maintenance = tokio::spawn(prune_outbox(runtime.clone(), consumed));
 
     let drain_runtime = runtime.clone();
@@ -133,6 +167,12 @@ pub async fn serve_with_tls(
         None => router.serve_with_incoming_shutdown(pb::idle::close_idle(incoming(listener), idle), drained).await?,
     }
     maintenance.abort();
+    if let Some(http) = http {
+        match http.await {
+            Ok(served) => served?,
+            Err(error) => tracing::warn!(%error, "the HTTP listener's task ended abnormally"),
+        }
+    }
     tracing::info!(agent = %runtime.name(), "agent stopped");
     Ok(())
 }
@@ -183,7 +223,10 @@ pub async fn start(config: AgentConfig) -> Result<Arc<AgentRuntime>, ServeError>
         last_sequence = store.last_sequence(),
         "agent started"
     );
-    Ok(AgentRuntime::new(config, store, jobs, epoch, lock))
+    let runtime = AgentRuntime::new(config, store, jobs, epoch, lock);
+    let telemetry = runtime.telemetry.clone();
+    runtime.store.observe_commits(Box::new(move |took| telemetry.store_commit(took)));
+    Ok(runtime)
 }
 
 /// Refuses new starts, waits up to shutdown_grace for running runs, then cancels the rest and

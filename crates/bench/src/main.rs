@@ -1,6 +1,6 @@
 //! `cargo run --release -p switchyard-bench -- <scenario> [--runs N] [--tasks N] [--job JOB]`:
 //! prints a table and a JSON line of figures. Scenarios: `engine`, `floor`, `fanout`, `roundtrip`,
-//! `cost`, `detection`, `scale`, `peers`, `nemesis` (its own options: see `nemesis.rs`).
+//! `cost`, `detection`, `scale`, `peers`, `pages`, `nemesis` (its own options: see `nemesis.rs`).
 //! `--tasks` applies to `fanout` and `roundtrip`; `--job` runs one row of them only:
 //! `noop_package` or `noop_command`, and for `fanout` also `hold` or `direct`.
 
@@ -16,13 +16,14 @@ mod engine;
 mod fanout;
 mod floor;
 mod nemesis;
+mod pages;
 mod peers;
 mod roundtrip;
 mod scale;
 
 use std::process::ExitCode;
 
-const SCENARIOS: &str = "engine, floor, fanout, roundtrip, cost, detection, scale, peers, nemesis";
+const SCENARIOS: &str = "engine, floor, fanout, roundtrip, cost, detection, scale, peers, pages, nemesis";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         "detection" => detection::run(runs.unwrap_or(3)),
         "scale" => scale::run(runs.unwrap_or(3)),
         "peers" => peers::run(runs.unwrap_or(3)),
+        "pages" => pages::run(runs.unwrap_or(5)),
         "nemesis" => return nemesis::run(&args[1..]),
         // The floor's server process, started by the scenarios that measure the floor.
         floor::SERVER_ARG => return floor::serve(),

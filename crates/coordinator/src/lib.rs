@@ -6,6 +6,7 @@ pub mod config;
 mod deploy;
 mod error;
 pub mod executions;
+pub mod http;
 pub mod launcher;
 pub mod model;
 pub mod placement;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod server;
 mod service;
 pub mod store;
+pub mod telemetry;
 
 pub use error::Error;
 pub use server::serve;

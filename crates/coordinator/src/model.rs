@@ -87,6 +87,8 @@ impl From<ChildRunRecord> for ChildRecord {
             duration_ms: child.duration_ms,
             agent_status: None,
             tasks: Vec::new(),
+            attempt: child.attempt,
+            started_at: Some(child.started_at),
         }
     }
 }

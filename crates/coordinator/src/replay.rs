@@ -9,6 +9,24 @@ use switchyard_package::{Package, Task, TaskKind, TaskResult};
 /// What the events say of each task, in the order tasks started; tasks still running when the
 /// events stop are `canceled`, and the package's tasks that never appear are `not_run`.
 pub fn task_records(events: &[Event], package: Option<&Package>) -> Vec<TaskRecord> {
+    let mut records = records_from(events);
+    for record in records.values_mut().filter(|record| record.duration_ms.is_none() && record.started_at.is_some()) {
+        record.result = TaskResult::Canceled;
+        record.message = "the coordinator stopped while it ran".to_owned();
+    }
+    if let Some(package) = package {
+        add_unseen(&package.tasks, "", &mut records);
+    }
+    records.into_values().collect()
+}
+
+/// The tasks of an execution that is still running, as its events so far tell: ended tasks with
+/// their results, running ones started without a duration (the report shows them running).
+pub fn live_task_records(events: &[Event]) -> Vec<TaskRecord> {
+    records_from(events).into_values().collect()
+}
+
+fn records_from(events: &[Event]) -> IndexMap<String, TaskRecord> {
     let mut records: IndexMap<String, TaskRecord> = IndexMap::new();
     // Events of child packages run in process carry their task's path as a prefix.
     let mut child_packages: Vec<String> = Vec::new();
@@ -20,10 +38,7 @@ pub fn task_records(events: &[Event], package: Option<&Package>) -> Vec<TaskReco
         match &event.kind {
             EventKind::PackageStarted { .. } if !path.is_empty() => child_packages.push(format!("{path}/")),
             EventKind::TaskStarted { kind } => {
-                records.insert(
-                    path.clone(),
-                    record(path, kind, TaskResult::Canceled, "the coordinator stopped while it ran"),
-                );
+                records.insert(path.clone(), record(path, kind, TaskResult::NotRun, ""));
                 if let Some(r) = records.get_mut(path) {
                     r.started_at = Some(event.at);
                 }
@@ -43,10 +58,7 @@ pub fn task_records(events: &[Event], package: Option<&Package>) -> Vec<TaskReco
             _ => {}
         }
     }
-    if let Some(package) = package {
-        add_unseen(&package.tasks, "", &mut records);
-    }
-    records.into_values().collect()
+    records
 }
 
 fn record(path: &str, kind: &'static str, result: TaskResult, message: &str) -> TaskRecord {

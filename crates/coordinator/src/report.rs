@@ -4,6 +4,7 @@
 
 mod html;
 mod text;
+mod timeline;
 mod wire;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -12,6 +13,7 @@ use switchyard_package::model::TaskResult;
 
 pub use crate::model::Report;
 
+pub use html::{escape, page};
 pub use wire::{child_record, child_row, task_record, task_row};
 
 /// Task rows per `ReportPart` when the caller asks for 0 (GetReportRequest.page_size).
@@ -84,6 +86,33 @@ impl Report {
         html::render(self)
     }
 
+    /// The report's sections as HTML, without the page around them: what the coordinator's
+    /// live page (`/executions/{id}`) shows inside its own page.
+    pub fn to_html_sections(&self) -> String {
+        let mut sections = String::with_capacity(4096 + self.tasks.len() * 600);
+        html::sections(&mut sections, self);
+        sections
+    }
+
+    /// Orders the children as the package orders their tasks, then by attempt and start (they
+    /// are stored as they arrive); children of tasks not listed keep their order, last.
+    pub fn order_children(&mut self) {
+        let position: std::collections::HashMap<&str, usize> =
+            self.tasks.iter().enumerate().map(|(index, task)| (task.path.as_str(), index)).collect();
+        let mut keyed: Vec<(usize, u32, Option<DateTime<Utc>>, usize)> = self
+            .children
+            .iter()
+            .enumerate()
+            .map(|(arrival, child)| {
+                let task = position.get(child.task.as_str()).copied().unwrap_or(usize::MAX);
+                (task, child.attempt, child.started_at, arrival)
+            })
+            .collect();
+        keyed.sort_unstable();
+        let mut children: Vec<Option<_>> = std::mem::take(&mut self.children).into_iter().map(Some).collect();
+        self.children = keyed.into_iter().filter_map(|(_, _, _, arrival)| children[arrival].take()).collect();
+    }
+
     /// The report as GetReport streams it: the execution first, then task rows, then child rows,
     /// `page_size` rows per part (0: [`DEFAULT_PAGE_SIZE`]) so no message nears gRPC's limit.
     pub fn to_proto_parts(&self, page_size: usize) -> Vec<switchyard_proto::ReportPart> {
@@ -104,6 +133,20 @@ impl Report {
 /// A UTC time as RFC 3339 with milliseconds and `Z`, as every rendering shows it.
 pub fn rfc3339(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// At most `max` characters of `text`: when it is longer, cut at the last word boundary in its
+/// second half (or mid-word when there is none) and ended with `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    let at_word = match kept.rfind(char::is_whitespace) {
+        Some(space) if space >= kept.len() / 2 => kept[..space].trim_end(),
+        _ => kept.as_str(),
+    };
+    format!("{at_word}…")
 }
 
 /// A duration for people: `812ms`, `12.345s`, `3m07.250s`, `1h02m03.000s`.
@@ -180,6 +223,8 @@ pub(crate) mod tests {
             duration_ms: (status != ChildStatus::Running).then_some(812),
             agent_status: None,
             tasks: Vec::new(),
+            attempt: 0,
+            started_at: Some(at(2000)),
         }
     }
 
@@ -298,6 +343,15 @@ pub(crate) mod tests {
             assert_eq!(parse_name::<TaskResult>(result.as_str()), Some(result));
         }
         assert_eq!(parse_name::<ExecutionStatus>("Running"), None);
+    }
+
+    #[test]
+    fn shortened_text_ends_at_a_word_with_an_ellipsis() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("exactly10!", 10), "exactly10!");
+        assert_eq!(shorten("the job failed on agent server-b", 20), "the job failed on…");
+        assert_eq!(shorten("abcdefghijklmnopqrstuvwxyz", 10), "abcdefghi…");
+        assert_eq!(shorten("ééééé ééééé", 8), "ééééé…");
     }
 
     #[test]

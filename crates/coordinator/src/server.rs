@@ -33,9 +33,14 @@ pub enum ServeError {
     /// Reflection could not be built.
     #[error("building server reflection: {0}")]
     Reflection(String),
-    /// A configured feature this build does not have.
-    #[error("{0}")]
-    NotSupported(String),
+    /// The HTTP listener (`http`) could not be bound or failed.
+    #[error("serving HTTP on {address}: {error}")]
+    Http {
+        /// The address.
+        address: String,
+        /// What failed.
+        error: std::io::Error,
+    },
     /// `[tls]` files that cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -64,14 +69,11 @@ pub async fn start_with_tls(
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<Coordinator, ServeError> {
-    if config.http.is_some() {
-        return Err(ServeError::NotSupported(
-            "`http` (the dashboard and /metrics) is not supported yet; remove it from coordinator.toml".into(),
-        ));
-    }
     let store = Store::open(&config.data_dir)?;
     resolve_prepared_transactions(&config.data_dir).await;
     let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown);
+    let telemetry = registry.telemetry().clone();
+    store.observe_commits(Box::new(move |took| telemetry.store_commit(took)));
     registry.resume_from(store.agent_cursors().await?);
     // Superseded attempts and missed cancels are fenced across a restart: the stops still owed
     // are sent when their agents answer, and abandoned starts are stopped when accepted.
@@ -114,14 +116,46 @@ pub async fn serve(
 
 /// Serves a coordinator on `listener` until `shutdown` fires: with `tls`, only clients the CA
 /// signed, each call decided by [`COORDINATOR_ROLES`], and agents reached over https; the caller
-/// keeps `tls` to [`Tls::reload`] it (SIGHUP).
+/// keeps `tls` to [`Tls::reload`] it (SIGHUP). With `http` in `config`, binds it and serves the
+/// dashboard there too ([`serve_with_listeners`] takes a bound one).
 pub async fn serve_with_tls(
     listener: TcpListener,
     config: CoordinatorConfig,
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let http = match config.http {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| ServeError::Http { address: address.to_string(), error })?,
+        ),
+        None => None,
+    };
+    serve_with_listeners(listener, http, config, tls, shutdown).await
+}
+
+/// Serves a coordinator as [`serve_with_tls`] does, gRPC on `listener` and, when given, the
+/// dashboard, `/metrics`, `/healthz` and `/readyz` on `http` (plain HTTP, DESIGN.md §12).
+pub async fn serve_with_listeners(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: CoordinatorConfig,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let coordinator = start_with_tls(&config, tls.clone(), shutdown.clone()).await?;
+    let http = http.map(|listener| {
+        let address = listener.local_addr().map_or_else(|_| "the http listener".to_owned(), |a| a.to_string());
+        let state = crate::http::HttpState {
+            executions: coordinator.executions.clone(),
+            registry: coordinator.registry.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(async move {
+            crate::http::serve(listener, state).await.map_err(|error| ServeError::Http { address, error })
+        })
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<pb::coordinator_server::CoordinatorServer<CoordinatorService>>().await;
     let reflection_v1 = pb::reflection::builder("switchyard.v1.Coordinator")
@@ -162,6 +196,12 @@ pub async fn serve_with_tls(
         served = server => served?,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_GRACE).await } => {
             tracing::warn!(grace = ?DRAIN_GRACE, "open calls did not finish within the grace period; stopping anyway");
+        }
+    }
+    if let Some(http) = http {
+        match http.await {
+            Ok(served) => served?,
+            Err(error) => tracing::warn!(%error, "the HTTP listener's task ended abnormally"),
         }
     }
     tracing::info!("coordinator stopped");

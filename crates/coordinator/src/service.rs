@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use switchyard_proto as pb;
-use switchyard_proto::convert::{struct_from_params, timestamp};
+use switchyard_proto::convert::timestamp;
 
 use crate::error::Error;
 use crate::executions::{Executions, StartExecution};
@@ -89,20 +89,25 @@ fn required(field: &str, value: &str, what: &str) -> Result<(), Status> {
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// An execution on the wire.
-pub fn execution(record: &ExecutionRecord) -> pb::Execution {
-    pb::Execution {
-        execution_id: record.execution_id.clone(),
-        package: record.package.clone(),
-        status: record.status.as_str().to_string(),
-        caller: record.caller.clone(),
-        started_at: Some(timestamp(record.started_at)),
-        ended_at: record.ended_at.map(timestamp),
-        duration_ms: record.duration_ms.unwrap_or_default(),
-        parameters: Some(struct_from_params(&record.parameters)),
-        tasks_total: 0,
-        tasks_failed: 0,
-    }
+/// Executions on the wire with their stored task counts (a running execution's tasks are
+/// stored when it ends, so it counts 0 until then).
+async fn executions_with_counts(
+    store: &crate::store::Store,
+    records: &[ExecutionRecord],
+) -> Result<Vec<pb::Execution>, Status> {
+    let ids: Vec<String> = records.iter().map(|record| record.execution_id.clone()).collect();
+    let counts = store.task_counts(&ids).await.map_err(Error::from)?;
+    Ok(records
+        .iter()
+        .map(|record| {
+            let mut execution = pb::Execution::from(record);
+            if let Some(counts) = counts.get(&record.execution_id) {
+                execution.tasks_total = counts.total;
+                execution.tasks_failed = counts.failed;
+            }
+            execution
+        })
+        .collect())
 }
 
 fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
@@ -186,7 +191,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let id = request.into_inner().execution_id;
         self.execution_id(&id)?;
         let record = self.executions.execution(&id).await?;
-        Ok(Response::new(execution(&record)))
+        let mut executions = executions_with_counts(self.executions.store(), std::slice::from_ref(&record)).await?;
+        Ok(Response::new(executions.remove(0)))
     }
 
     type WatchExecutionStream = Stream_<pb::ExecutionEvent>;
@@ -214,7 +220,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             n => n as usize,
         };
         let records = self.executions.executions(limit).await?;
-        Ok(Response::new(pb::ListExecutionsResponse { executions: records.iter().map(execution).collect() }))
+        let executions = executions_with_counts(self.executions.store(), &records).await?;
+        Ok(Response::new(pb::ListExecutionsResponse { executions }))
     }
 
     async fn cancel_execution(

@@ -26,4 +26,4 @@ pub use error::Error;
 pub use layers::{Origins, Schema, Settings};
 pub use limits::Limits;
 pub use name::{NAME_RULE, NameError, check_name, is_valid_name};
-pub use tls::{TlsFiles, Transport, insecure_listen_message};
+pub use tls::{TlsFiles, Transport, insecure_http_message, insecure_listen_message};

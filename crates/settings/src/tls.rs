@@ -41,6 +41,15 @@ impl Transport {
     }
 }
 
+/// The message for an `http` listener (the dashboard, `/metrics`, health) on a non-loopback
+/// address without `insecure`: it is plain HTTP whether or not `[tls]` is set.
+pub fn insecure_http_message(http: &std::net::SocketAddr) -> String {
+    format!(
+        "{http} is not a loopback address and `[tls]` does not cover `http`, so anyone who can reach it \
+         could read it: listen on 127.0.0.1 (and reach it through a TLS proxy), or set `insecure = true` to accept that"
+    )
+}
+
 /// The message for a server configured to listen on a non-loopback address in plain text.
 pub fn insecure_listen_message(listen: &std::net::SocketAddr) -> String {
     format!(

@@ -49,7 +49,6 @@ impl Gate {
 
 /// The state a store's writer, its checkpointer and its handles share: the database's path,
 /// the counters behind [`StoreStats`] and the checkpoint gate.
-#[derive(Debug)]
 pub struct Wal {
     /// The database file, for messages.
     pub path: PathBuf,
@@ -63,7 +62,18 @@ pub struct Wal {
     pub blocking_checkpoints: AtomicU64,
     /// The writer passes it before each transaction.
     pub gate: Gate,
+    /// Told how long each committed transaction took (metrics), once set.
+    pub commit_observer: std::sync::OnceLock<CommitObserver>,
 }
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal").field("path", &self.path).field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+/// Told the duration of each committed transaction, from BEGIN to the end of COMMIT.
+pub type CommitObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 impl Wal {
     /// Fresh counters for the database at `path`.
@@ -75,6 +85,7 @@ impl Wal {
             checkpoints: AtomicU64::new(0),
             blocking_checkpoints: AtomicU64::new(0),
             gate: Gate::default(),
+            commit_observer: std::sync::OnceLock::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::{open_checkpointer, open_reader};
 use crate::writer::{Apply, Message, Writer};
-use crate::{Readers, StoreError, StoreStats, Wal, run_checkpointer};
+use crate::{CommitObserver, Readers, StoreError, StoreStats, Wal, run_checkpointer};
 
 /// Requests the writer may have queued before `write` waits for room: enough for a burst of
 /// starts or events from everyone at once, small enough to push back on a runaway producer.
@@ -68,6 +68,12 @@ impl<A: Apply> Database<A> {
     /// Counters since the database was opened.
     pub fn stats(&self) -> StoreStats {
         self.inner.wal.stats()
+    }
+
+    /// Tells `observe` how long each committed transaction takes from now on (metrics); only
+    /// the first observer set is kept, and it returns false for a later one.
+    pub fn observe_commits(&self, observe: CommitObserver) -> bool {
+        self.inner.wal.commit_observer.set(observe).is_ok()
     }
 
     /// Queues `request` and resolves once it is committed (durable). Requests queued together

@@ -12,7 +12,7 @@ mod error;
 mod readers;
 mod writer;
 
-pub use checkpoint::{StoreStats, Wal, run_checkpointer};
+pub use checkpoint::{CommitObserver, StoreStats, Wal, run_checkpointer};
 pub use connection::{Found, META_CREATED_AT, META_SCHEMA_VERSION, Schema, Synchronous, open_reader, open_writer};
 pub use database::Database;
 pub use error::StoreError;

@@ -118,9 +118,13 @@ impl<A: Apply> Writer<A> {
     pub fn commit(&mut self, messages: Vec<Message<A>>) -> Continue {
         self.wal.gate.pass();
         let mut outcomes = Vec::with_capacity(messages.len());
+        let began = std::time::Instant::now();
         let failure = match self.transaction(&messages, &mut outcomes) {
             Ok(()) => {
                 self.wal.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(observe) = self.wal.commit_observer.get() {
+                    observe(began.elapsed());
+                }
                 self.apply.committed(&outcomes);
                 let records = messages
                     .iter()

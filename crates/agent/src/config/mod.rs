@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "name",
     "listen",
     "insecure",
+    "http",
     "data_dir",
     "labels",
     "slots",
@@ -52,8 +53,11 @@ pub struct AgentConfig {
     pub name: String,
     /// Where the Agent gRPC service listens.
     pub listen: SocketAddr,
-    /// Allows a non-loopback `listen` without `[tls]` (the binary then logs a warning).
+    /// Allows a non-loopback `listen` without `[tls]` (the binary then logs a warning), and a
+    /// non-loopback `http`.
     pub insecure: bool,
+    /// Where `/metrics` and `/healthz` are served (plain HTTP); off unless set.
+    pub http: Option<SocketAddr>,
     /// Required; the SQLite history and outbox live here.
     pub data_dir: PathBuf,
     /// An `agent_job` task's `pool` picks among agents with its label. In the environment:
@@ -122,6 +126,7 @@ impl Default for AgentConfig {
             name: String::new(),
             listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
             insecure: false,
+            http: None,
             data_dir: PathBuf::new(),
             labels: Vec::new(),
             slots: 4,
@@ -239,6 +244,12 @@ impl Settings for AgentConfig {
         if !self.listen.ip().is_loopback() && !self.insecure && self.tls.is_none() {
             return Err(origins.invalid("listen", switchyard_settings::insecure_listen_message(&self.listen)));
         }
+        if let Some(http) = self.http
+            && !http.ip().is_loopback()
+            && !self.insecure
+        {
+            return Err(origins.invalid("http", switchyard_settings::insecure_http_message(&http)));
+        }
         if let Some(coordinator) = &self.coordinator {
             Address::parse_for(coordinator, Transport::of(&self.tls))
                 .map_err(|e| origins.invalid("coordinator", e.to_string()))?;
@@ -269,6 +280,7 @@ fn example(key: &str) -> Option<&'static str> {
         "shutdown_grace" | "kill_grace" | "outbox_retention" => "a duration like \"30s\", \"500ms\" or \"7d\"",
         "synchronous" => "\"normal\" or \"full\"",
         "listen" => "an ip:port like \"127.0.0.1:7601\"",
+        "http" => "an ip:port like \"127.0.0.1:7681\"",
         "labels" => "a list of names like [\"etl\"] (in the environment: etl,gpu)",
         "slots" | "output_limit" | "history_max_rows" | "history_max_rows_per_job" => "a positive whole number",
         "insecure" | "allow_fault_injection" => "true or false",

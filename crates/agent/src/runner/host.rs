@@ -26,6 +26,8 @@ pub(crate) trait RunHost: Send + Sync + 'static {
     fn queue_turn(&self, job: &str) -> Option<Arc<Semaphore>>;
     /// The agent's slots.
     fn slots(&self) -> Arc<Semaphore>;
+    /// The agent's metrics.
+    fn telemetry(&self) -> &crate::telemetry::Telemetry;
     /// Forgets an ended run and wakes whoever waits for runs to end.
     fn finish_run(&self, run_id: &str, idempotency_key: Option<&str>);
 }

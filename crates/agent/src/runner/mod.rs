@@ -292,6 +292,7 @@ async fn finish(
     let mut event = OutboxEvent::about(record, EventKind::Finished, message);
     event.duration_ms = duration_ms;
     tracing::info!(run = %record.run_id, job = %record.job, status = status.as_str(), duration_ms, "run finished");
+    host.telemetry().run_ended(&record.job, status.as_str());
     pending.extend([Write::UpdateRun(record.clone()), Write::AppendHistory(history), Write::AppendEvent(event)]);
     write(host, pending).await;
 }

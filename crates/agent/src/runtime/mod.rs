@@ -93,6 +93,8 @@ pub struct AgentRuntime {
     keys: Mutex<HashMap<String, Arc<OnceCell<Accepted>>>>,
     /// Notified whenever a run ends.
     pub(crate) run_ended: Notify,
+    /// The agent's metrics.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The data dir's lock, held while the agent lives.
     _data_dir_lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -122,6 +124,7 @@ impl AgentRuntime {
             started: Instant::now(),
             keys: Mutex::new(HashMap::new()),
             run_ended: Notify::new(),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
             _data_dir_lock: data_dir_lock,
         });
         for (definition, source) in jobs {
@@ -282,6 +285,10 @@ impl RunHost for AgentRuntime {
 
     fn slots(&self) -> Arc<Semaphore> {
         self.slots.clone()
+    }
+
+    fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
     }
 
     fn finish_run(&self, run_id: &str, idempotency_key: Option<&str>) {

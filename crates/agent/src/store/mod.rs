@@ -214,6 +214,11 @@ impl Store {
         self.database.stats()
     }
 
+    /// Tells `observe` how long each commit takes (metrics); false when one is already set.
+    pub fn observe_commits(&self, observe: switchyard_sqlite::CommitObserver) -> bool {
+        self.database.observe_commits(observe)
+    }
+
     /// Applies `batch` atomically and resolves once it is committed (durable). Requests queued
     /// together share one transaction; a request that fails (a broken constraint, say) gets its
     /// error and leaves the others' writes in place. Dropping the future after the request was

@@ -70,7 +70,7 @@ pub fn summary(run: &PackageRun) -> String {
     let _ = writeln!(out, "{:<width$}  {:<10}  {:>10}  MESSAGE", "TASK", "RESULT", "DURATION");
     for t in &run.tasks {
         let duration = t.duration_ms.map_or_else(|| "-".to_string(), format_ms);
-        let message: String = t.message.lines().next().unwrap_or_default().chars().take(100).collect();
+        let message = switchyard_coordinator::report::shorten(t.message.lines().next().unwrap_or_default(), 100);
         let _ = writeln!(out, "{:<width$}  {:<10}  {:>10}  {message}", t.path, t.result.as_str(), duration);
     }
     if !run.children.is_empty() {

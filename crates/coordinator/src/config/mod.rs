@@ -171,13 +171,7 @@ impl Settings for CoordinatorConfig {
             && !http.ip().is_loopback()
             && !self.insecure
         {
-            return Err(origins.invalid(
-                "http",
-                format!(
-                    "{http} is not a loopback address and `[tls]` does not cover `http`, so anyone who can reach it \
-                     could read it: listen on 127.0.0.1, or set `insecure = true` to accept that"
-                ),
-            ));
+            return Err(origins.invalid("http", switchyard_settings::insecure_http_message(&http)));
         }
         for (key, value) in [
             ("heartbeat_interval", self.heartbeat_interval),

@@ -223,12 +223,21 @@ impl Executions {
         }
     }
 
-    /// The Overview report of an execution (while it runs: what is stored so far).
+    /// The Overview report of an execution (while it runs: what its stored events and children
+    /// say so far), children in task order.
     pub async fn report(&self, execution_id: &str) -> Result<Report, Error> {
         let store = &self.inner.store;
         let execution = self.execution(execution_id).await?;
-        let tasks = store.tasks(execution_id).await?;
+        let mut tasks = store.tasks(execution_id).await?;
+        // Task rows are stored when the execution ends; until then its events tell.
+        if tasks.is_empty() && execution.ended_at.is_none() {
+            let events: Vec<_> =
+                store.events_after(execution_id, 0, 0).await?.into_iter().map(|stored| stored.event).collect();
+            tasks = crate::replay::live_task_records(&events);
+        }
         let children = store.child_records(execution_id).await?;
-        Ok(Report { execution, tasks, children })
+        let mut report = Report { execution, tasks, children };
+        report.order_children();
+        Ok(report)
     }
 }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use switchyard_package::LoadError;
 use switchyard_package::engine::{
-    Event, ExecutionStatus, Masker, RunOptions, bind_parameters, masked_parameters, run_package, secret_values,
+    Event, EventKind, ExecutionStatus, Masker, RunOptions, bind_parameters, masked_parameters, run_package,
+    secret_values,
 };
 use switchyard_package::load::{LoadOptions, load_package_with};
 
@@ -155,9 +156,23 @@ impl Executions {
         let id = record.execution_id.clone();
         let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
         let writer = tokio::spawn(store_events(self.inner.store.clone(), id.clone(), event_rx, events));
+        let telemetry = self.inner.registry.telemetry().clone();
+        // Tasks running now, for `switchyard_tasks{state="running"}`: a guard per running task,
+        // all given back when the run (and this observer) ends.
+        let running = std::sync::Mutex::new(std::collections::HashMap::new());
         let observed = activity.clone();
         options.observer = Some(Arc::new(move |event: &Event| {
             observed.observe(event);
+            match &event.kind {
+                EventKind::TaskStarted { .. } => {
+                    let guard = telemetry.task_running();
+                    running.lock().unwrap_or_else(|p| p.into_inner()).insert(event.path.clone(), guard);
+                }
+                EventKind::TaskFinished { .. } => {
+                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&event.path);
+                }
+                _ => {}
+            }
             let _ = event_tx.send(event.clone());
         }));
         let sink: ChildSink = {
@@ -215,6 +230,7 @@ impl Executions {
         }
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.forget_children_if_done(&id);
+        self.inner.registry.telemetry().execution_ended(record.status.as_str());
         tracing::info!(execution = %id, status = %record.status, "execution finished");
     }
 }

@@ -21,6 +21,7 @@ use switchyard_proto as pb;
 use switchyard_proto::convert::struct_from_params;
 
 use crate::registry::{PlaceError, Registry, Reservation, StopReason, WaitOutcome};
+use crate::telemetry::StartOutcome;
 
 mod resume;
 
@@ -120,12 +121,14 @@ impl AgentJobs {
         // flight, and is looked for on the agents by its key.
         let mut look_on_agents = self.prior.as_ref().is_some_and(|p| p.was_in_flight(&request.task_path));
         let mut last_was_earlier = false;
+        let mut last_was_lost = false;
         for attempt in 0..=task.retries {
             let key = format!("{}/{}/{attempt}", request.execution_id, request.task_path);
             let earlier = self.earlier(&request, attempt, &key, look_on_agents).await;
             if earlier.is_none() && attempt > 0 && !last_was_earlier {
                 let delay = backoff(task.retry_backoff, attempt);
                 tracing::info!(task = %request.task_path, attempt, delay_ms = delay.as_millis() as u64, "retrying agent job");
+                self.registry.telemetry().retry(last_was_lost);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = request.cancel.cancelled() => return canceled(children, "canceled between attempts"),
@@ -144,6 +147,7 @@ impl AgentJobs {
                 Err(AttemptEnd::Canceled(message)) => return canceled(children, &message),
                 Err(AttemptEnd::Fatal(message)) => return failure(children, message, None),
                 Err(AttemptEnd::Failed { message, lost_agent }) => {
+                    last_was_lost = lost_agent.is_some();
                     if let Some(agent) = lost_agent {
                         lost_agents.insert(agent);
                         if lost_agents.len() as u32 >= task.crash_limit {
@@ -186,6 +190,8 @@ impl AgentJobs {
             AgentTarget::Pool(pool) if self.registry.pool_has_candidates(pool, failed_agents) => failed_agents.clone(),
             _ => HashSet::new(),
         };
+        let pending = self.registry.telemetry().task_pending();
+        let pending_since = Instant::now();
         let (agent, reservation, accepted) = loop {
             let changed = self.registry.wait_changed();
             let (agent, reservation) = self.place(&task.target, &skipped, queue_deadline, &request.cancel).await?;
@@ -227,10 +233,12 @@ impl AgentJobs {
             }
         };
         reservation.confirm(&accepted.run_id);
+        drop(pending);
+        self.registry.telemetry().pending_for(pending_since.elapsed());
         // The task now holds the agent's slot, not the package's.
         drop(request.package_slot.take());
         let package = (!accepted.packages.is_empty()).then(|| accepted.packages.join(", "));
-        let child = child_record(request, &agent, &accepted.run_id, package, ChildStatus::Running, None);
+        let child = child_record(request, attempt, &agent, &accepted.run_id, package, ChildStatus::Running, None);
         self.tell(request, attempt, key, child.clone());
         children.push(child);
         self.follow(request, attempt, key, &agent, &accepted.run_id, accepted.message, children).await
@@ -375,9 +383,11 @@ impl AgentJobs {
             attempt,
             secret_params: request.secret_params.clone(),
         };
+        let telemetry = self.registry.telemetry();
         loop {
             let mut call = tonic::Request::new(message.clone());
             call.set_timeout(self.registry.settings().start_timeout);
+            let sent = Instant::now();
             let reply = tokio::select! {
                 reply = client.start_job(call) => reply,
                 _ = request.cancel.cancelled() => return Err(Refusal::Fatal("canceled while starting".into())),
@@ -385,9 +395,21 @@ impl AgentJobs {
                     // A hung agent may still hold the request and accept it when it resumes:
                     // that run is then stopped as superseded (fencing by key).
                     self.registry.supersede_when_accepted(agent, key);
+                    telemetry.job_start(agent, StartOutcome::Unreachable, sent.elapsed());
                     return Err(Refusal::Skip(format!("agent \"{agent}\" was declared down while starting")));
                 }
             };
+            let outcome = match &reply {
+                Ok(_) => StartOutcome::Accepted,
+                Err(status) => match status.code() {
+                    Code::ResourceExhausted => StartOutcome::Full,
+                    Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable | Code::Unknown => {
+                        StartOutcome::Unreachable
+                    }
+                    _ => StartOutcome::Refused,
+                },
+            };
+            telemetry.job_start(agent, outcome, sent.elapsed());
             match reply {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => match status.code() {
@@ -469,6 +491,7 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
 /// The record of a child run started by the task.
 fn child_record(
     request: &AgentJobRequest,
+    attempt: u32,
     agent: &str,
     run_id: &str,
     package: Option<String>,
@@ -485,6 +508,8 @@ fn child_record(
         duration_ms,
         agent_status: None,
         tasks: Vec::new(),
+        attempt,
+        started_at: Some(chrono::Utc::now()),
     }
 }
 

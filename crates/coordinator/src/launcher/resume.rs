@@ -71,7 +71,7 @@ impl AgentJobs {
         match earlier {
             Earlier::Running { agent, run_id, package } => {
                 drop(request.package_slot.take());
-                let child = child_record(request, &agent, &run_id, package, ChildStatus::Running, None);
+                let child = child_record(request, attempt, &agent, &run_id, package, ChildStatus::Running, None);
                 self.tell(request, attempt, key, child.clone());
                 children.push(child);
                 let message =
@@ -80,7 +80,7 @@ impl AgentJobs {
             }
             Earlier::Ended { agent, run_id, status, message, duration_ms } => {
                 // Recorded again: an attempt found on an agent by its key had no record yet.
-                let child = child_record(request, &agent, &run_id, None, status, duration_ms);
+                let child = child_record(request, attempt, &agent, &run_id, None, status, duration_ms);
                 self.tell(request, attempt, key, child.clone());
                 children.push(child);
                 match status {

@@ -27,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{agent_url, is_valid_name};
 
 use crate::placement;
+use crate::telemetry::Telemetry;
 pub use monitor::is_connection_refused;
 pub use outcomes::OUTCOME_CACHE_CAPACITY;
 pub use reconcile::{FenceChange, FenceLog, StopReason, Stopped, StoppedRun};
@@ -58,6 +59,8 @@ struct Inner {
     fence_log: std::sync::OnceLock<FenceLog>,
     /// With `[tls]`: agents are reached over https with the coordinator's certificate.
     tls: Option<Arc<switchyard_tls::Tls>>,
+    /// The coordinator's metrics; the registry owns them so every part that holds it counts.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Inner {
@@ -129,12 +132,18 @@ impl Registry {
             stopped,
             fence_log: std::sync::OnceLock::new(),
             tls,
+            telemetry: Arc::new(Telemetry::new()),
         };
         Self { inner: Arc::new(inner) }
     }
 
     pub fn settings(&self) -> &RegistrySettings {
         &self.inner.settings
+    }
+
+    /// The coordinator's metrics.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
     }
 
     /// Where to resume each agent's WatchRuns stream (incarnation, last sequence consumed), as a
@@ -269,6 +278,8 @@ impl Registry {
         let entry = state.agents.get_mut(&name)?;
         entry.inflight += 1;
         let reservation = Reservation::new(self.inner.clone(), &name, entry.epoch);
+        drop(state);
+        self.inner.telemetry.placement(settings.strategy.as_str());
         Some((name, reservation))
     }
 

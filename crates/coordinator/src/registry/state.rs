@@ -87,6 +87,8 @@ pub(super) struct AgentEntry {
     pub(super) last_sequence: u64,
     /// The incarnation its last GetLoad reported.
     pub(super) agent_incarnation: String,
+    /// The last outbox sequence its last GetLoad reported.
+    pub(super) reported_sequence: u64,
     pub(super) epoch: u64,
     pub(super) reported_epoch: u64,
     pub(super) version: String,
@@ -133,6 +135,7 @@ impl AgentEntry {
             incarnation: String::new(),
             last_sequence: 0,
             agent_incarnation: String::new(),
+            reported_sequence: 0,
             epoch: 1,
             reported_epoch: 0,
             version: String::new(),
@@ -203,6 +206,17 @@ impl AgentEntry {
             version: self.version.clone(),
             last_seen: self.last_seen,
             last_error: self.last_error.clone(),
+            outbox_lag: self.outbox_lag(),
+        }
+    }
+
+    /// Events the agent has written to its outbox that this coordinator has not consumed yet:
+    /// all of them when it consumed nothing of the agent's current incarnation.
+    fn outbox_lag(&self) -> u64 {
+        if self.agent_incarnation.is_empty() || self.agent_incarnation == self.incarnation {
+            self.reported_sequence.saturating_sub(self.last_sequence)
+        } else {
+            self.reported_sequence
         }
     }
 
@@ -229,6 +243,7 @@ impl AgentEntry {
         self.reported_active = counted.saturating_sub(u32::try_from(finished_since).unwrap_or(u32::MAX));
         self.version = load.version;
         self.agent_incarnation = load.incarnation;
+        self.reported_sequence = load.last_sequence;
         self.reported_draining = load.draining;
         self.reported_epoch = load.epoch;
         self.last_seen = Some(now);

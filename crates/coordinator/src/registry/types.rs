@@ -80,6 +80,8 @@ pub struct AgentSnapshot {
     /// When its last GetLoad answered.
     pub last_seen: Option<Instant>,
     pub last_error: Option<String>,
+    /// Outbox events the agent reported at its last GetLoad that are not consumed yet.
+    pub outbox_lag: u64,
 }
 
 /// How a run ended, from its agent's FINISHED event.

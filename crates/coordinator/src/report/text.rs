@@ -4,7 +4,11 @@ use std::fmt::Write as _;
 
 use switchyard_package::engine::ChildRecord;
 
-use super::{Report, human_duration, parameter_text, rfc3339};
+use super::{Report, human_duration, parameter_text, rfc3339, shorten};
+
+/// A message column shows at most this many characters of the message's first line (the JSON
+/// and HTML reports carry it whole).
+pub const MESSAGE_CHARS: usize = 120;
 
 /// Renders the four sections.
 pub(super) fn render(report: &Report) -> String {
@@ -42,7 +46,7 @@ pub(super) fn render(report: &Report) -> String {
             task.started_at.as_ref().map_or_else(|| "-".to_owned(), rfc3339),
             optional_duration(task.duration_ms),
             task.agent.clone().unwrap_or_else(|| "-".to_owned()),
-            task.message.lines().next().unwrap_or_default().to_owned(),
+            shorten(task.message.lines().next().unwrap_or_default(), MESSAGE_CHARS),
         ]
     });
     table(&mut out, &["PATH", "KIND", "RESULT", "START", "DURATION", "AGENT", "MESSAGE"], rows.collect());
@@ -52,6 +56,7 @@ pub(super) fn render(report: &Report) -> String {
         let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
         vec![
             child.task.clone(),
+            (child.attempt + 1).to_string(),
             or_dash(&child.agent),
             or_dash(&child.job),
             or_dash(&child.run_id),
@@ -60,7 +65,7 @@ pub(super) fn render(report: &Report) -> String {
             optional_duration(child.duration_ms),
         ]
     });
-    table(&mut out, &["TASK", "AGENT", "JOB", "RUN ID", "PACKAGE", "STATUS", "DURATION"], rows.collect());
+    table(&mut out, &["TASK", "ATTEMPT", "AGENT", "JOB", "RUN ID", "PACKAGE", "STATUS", "DURATION"], rows.collect());
     out
 }
 
@@ -112,6 +117,7 @@ mod tests {
     use switchyard_package::model::TaskResult;
 
     use super::super::tests::{report, task};
+    use super::MESSAGE_CHARS;
 
     #[test]
     fn text_has_every_section_and_one_line_per_row() {
@@ -132,6 +138,23 @@ mod tests {
         let rows = overview.split("\n\n").next().expect("the table").lines().count();
         assert_eq!(rows, 1 + report.tasks.len());
         assert!(text.contains("superseded") && text.contains("812ms"));
+    }
+
+    /// Issue 14 item 7: the text report cut messages mid-word without an ellipsis.
+    #[test]
+    fn a_long_message_is_cut_at_a_word_with_an_ellipsis() {
+        let mut report = report();
+        let words = "the child package failed because ".repeat(10);
+        report.tasks[0].message = format!("{words}\nsecond line");
+        let text = report.to_text();
+        let line = text.lines().find(|line| line.contains("Load customers")).expect("the task's row");
+        let message = line.split("server-b").nth(1).expect("the message column").trim();
+        assert!(
+            message.ends_with("failed…") || message.ends_with("because…") || message.ends_with("package…"),
+            "{message}"
+        );
+        assert!(message.chars().count() <= MESSAGE_CHARS, "{message}");
+        assert!(words.starts_with(message.trim_end_matches('…')), "{message}");
     }
 
     #[test]

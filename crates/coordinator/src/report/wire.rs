@@ -104,6 +104,8 @@ pub fn child_row(child: &ChildRecord) -> pb::ChildRow {
         status: child.status.as_str().to_owned(),
         duration_ms: child.duration_ms,
         agent_status: child.agent_status.map(|status| status.as_str().to_owned()).unwrap_or_default(),
+        attempt: child.attempt,
+        started_at: child.started_at.map(timestamp),
     }
 }
 
@@ -124,6 +126,11 @@ pub fn child_record(row: pb::ChildRow) -> Result<ChildRecord, String> {
         package: present(row.package),
         duration_ms: row.duration_ms,
         tasks: Vec::new(),
+        attempt: row.attempt,
+        started_at: match &row.started_at {
+            Some(at) => Some(from_timestamp(at).ok_or_else(|| "started_at is out of range".to_owned())?),
+            None => None,
+        },
     })
 }
 

@@ -131,6 +131,15 @@ pub struct Fences {
     pub abandoned: Vec<(String, String)>,
 }
 
+/// An execution's task rows counted (`Execution.tasks_total` and `tasks_failed`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Every task row.
+    pub total: u32,
+    /// Rows whose result is failure.
+    pub failed: u32,
+}
+
 /// How the store is opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -170,6 +179,11 @@ impl Store {
     /// Counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
         self.database.stats()
+    }
+
+    /// Tells `observe` how long each commit takes (metrics); false when one is already set.
+    pub fn observe_commits(&self, observe: switchyard_sqlite::CommitObserver) -> bool {
+        self.database.observe_commits(observe)
     }
 
     /// Applies `batch` atomically and resolves once it is committed (durable). Requests queued
@@ -223,6 +237,19 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let execution_id = execution_id.to_owned();
         self.database.read(move |connection| queries::events_after(connection, &execution_id, after, limit)).await
+    }
+
+    /// How many task rows, and failed ones, each of `execution_ids` has stored (executions
+    /// without rows are left out).
+    pub async fn task_counts(
+        &self,
+        execution_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, TaskCounts>, StoreError> {
+        if execution_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let ids = execution_ids.to_vec();
+        self.database.read(move |connection| queries::task_counts(connection, &ids)).await
     }
 
     /// The task rows of an execution, in the order they were put.

@@ -32,6 +32,23 @@ pub(super) fn execution(
     connection.prepare_cached(&sql)?.query_row([value], execution_from_row).optional()
 }
 
+/// Task rows and failed ones per execution of `ids` that has rows.
+pub(super) fn task_counts(
+    connection: &Connection,
+    ids: &[String],
+) -> rusqlite::Result<std::collections::HashMap<String, super::TaskCounts>> {
+    let mut counts = std::collections::HashMap::with_capacity(ids.len());
+    let mut statement = connection
+        .prepare_cached("SELECT count(*), coalesce(sum(result = 'failure'), 0) FROM tasks WHERE execution_id = ?1")?;
+    for id in ids {
+        let (total, failed): (u32, u32) = statement.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        if total > 0 {
+            counts.insert(id.clone(), super::TaskCounts { total, failed });
+        }
+    }
+    Ok(counts)
+}
+
 pub(super) fn executions(connection: &Connection, limit: usize) -> rusqlite::Result<Vec<ExecutionRecord>> {
     let sql =
         format!("SELECT {EXECUTION_COLUMNS} FROM executions ORDER BY started_at DESC, execution_id DESC LIMIT ?1");

@@ -418,3 +418,28 @@ async fn a_database_of_another_schema_version_is_refused() {
     assert!(matches!(error, StoreError::Schema { known: 2, .. }), "{error}");
     assert!(error.to_string().contains("schema version 3"), "{error}");
 }
+
+/// Issue 14 item 7: `Execution.tasks_total` and `tasks_failed` were always 0, because nothing
+/// counted the stored task rows.
+#[tokio::test]
+async fn task_counts_count_every_task_row_and_the_failed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut tasks: Vec<TaskRecord> = (0..7).map(task).collect();
+    tasks[1].result = TaskResult::Failure;
+    tasks[4].result = TaskResult::Failure;
+    store
+        .write(vec![
+            Write::InsertExecution(execution("exec-1", None, 0)),
+            Write::InsertExecution(execution("exec-2", None, 10)),
+            Write::PutTasks { execution_id: "exec-1".into(), tasks },
+        ])
+        .await
+        .expect("write");
+    let ids = ["exec-1".to_owned(), "exec-2".to_owned(), "unknown".to_owned()];
+    let counts = store.task_counts(&ids).await.expect("read");
+    assert_eq!(counts.get("exec-1"), Some(&TaskCounts { total: 7, failed: 2 }));
+    assert_eq!(counts.get("exec-2"), None, "an execution without task rows has no counts");
+    assert_eq!(counts.len(), 1);
+    assert!(store.task_counts(&[]).await.expect("read").is_empty());
+}

@@ -364,6 +364,8 @@ async fn run_child_package(
         duration_ms: Some(run.duration_ms),
         agent_status: None,
         tasks: run.tasks,
+        attempt: 0,
+        started_at: Some(run.started_at),
     }];
     for mut grandchild in run.children {
         grandchild.task = format!("{path}/{}", grandchild.task);

@@ -144,6 +144,13 @@ pub struct ChildRecord {
     /// The child's own tasks, for children run in process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskRecord>,
+    /// Which attempt of its task it was (from 0). Shown by the report's tables and timeline;
+    /// not part of DESIGN.md §9's JSON.
+    #[serde(skip)]
+    pub attempt: u32,
+    /// When it was started, when known (the report's timeline). Not part of §9's JSON.
+    #[serde(skip)]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// Everything a finished run produced.

@@ -165,6 +165,8 @@ pub(crate) fn replay(shared: &Arc<RunShared>, task: &Task, path: &str, frame: &F
             duration_ms: Some(ended.duration_ms),
             agent_status: None,
             tasks: Vec::new(),
+            attempt: 0,
+            started_at: None,
         }],
         _ => Vec::new(),
     };

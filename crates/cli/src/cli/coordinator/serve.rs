@@ -16,7 +16,8 @@ use switchyard_settings::Settings;
 ///
 /// Settings come from the built-in defaults, then the config file, then the environment
 /// (`SWITCHYARD_COORDINATOR_*`, `__` between nested keys), then these flags. Once it listens it
-/// prints `switchyard coordinator listening on ADDR` on stderr. SIGTERM or Ctrl-C shuts it down
+/// prints `switchyard coordinator listening on ADDR` on stderr, and with `http`
+/// `switchyard coordinator dashboard on http://ADDR/`. SIGTERM or Ctrl-C shuts it down
 /// gracefully (exit 0); a second one exits at once. With `[tls]`, SIGHUP reloads the certificates
 /// and key without dropping running work or open streams.
 #[derive(Debug, clap::Args)]
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Where the coordinator keeps its store (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where to serve the dashboard, /metrics, /healthz and /readyz over plain HTTP (overrides
+    /// `http`); port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Runs the command: 0 after a graceful shutdown, 1 when it cannot start or stops on an error.
@@ -38,7 +43,8 @@ pub async fn run(args: ServeArgs) -> u8 {
 }
 
 async fn serve(args: ServeArgs) -> Result<u8, Failure> {
-    let overrides = ConfigOverrides { listen: args.listen, data_dir: args.data_dir, ..ConfigOverrides::default() };
+    let overrides =
+        ConfigOverrides { listen: args.listen, data_dir: args.data_dir, http: args.http, ..ConfigOverrides::default() };
     let config = CoordinatorConfig::load(args.config.as_deref(), std::env::vars(), overrides)
         .map_err(|e| Failure::call(e.to_string()))?;
     let wanted = config.listen;
@@ -48,6 +54,17 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         ))
     })?;
     let address = listener.local_addr().map_err(|e| Failure::call(format!("cannot read the bound address: {e}")))?;
+    let http = match config.http {
+        Some(wanted) => {
+            let http = TcpListener::bind(wanted).await.map_err(|e| {
+                Failure::call(format!("cannot serve http on {wanted}: {e}; choose another address with --http"))
+            })?;
+            let bound =
+                http.local_addr().map_err(|e| Failure::call(format!("cannot read the bound http address: {e}")))?;
+            Some((http, bound))
+        }
+        None => None,
+    };
     let tls = match &config.tls {
         Some(files) => Some(switchyard_tls::Tls::load(files).map_err(|e| Failure::call(e.to_string()))?),
         None => None,
@@ -69,7 +86,13 @@ async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         tracing::warn!(listen = %address, "listening on a non-loopback address without TLS (insecure = true)");
     }
     eprintln!("switchyard coordinator listening on {address}");
-    switchyard_coordinator::server::serve_with_tls(listener, config, tls, shutdown)
+    if let Some((_, bound)) = &http {
+        if !bound.ip().is_loopback() {
+            tracing::warn!(http = %bound, "serving the dashboard on a non-loopback address (insecure = true)");
+        }
+        eprintln!("switchyard coordinator dashboard on http://{bound}/");
+    }
+    switchyard_coordinator::server::serve_with_listeners(listener, http.map(|(http, _)| http), config, tls, shutdown)
         .await
         .map_err(|e| Failure::call(format!("the coordinator stopped: {e}")))?;
     Ok(exit::SUCCESS)
