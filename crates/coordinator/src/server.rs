@@ -124,14 +124,7 @@ pub async fn serve_with_tls(
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let http = match config.http {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .await
-                .map_err(|error| ServeError::Http { address: address.to_string(), error })?,
-        ),
-        None => None,
-    };
+    let http = switchyard_http::bind(config.http).await.map_err(|(address, error)| ServeError::Http { address, error })?;
     serve_with_listeners(listener, http, config, tls, shutdown).await
 }
 

@@ -11,4 +11,4 @@ mod metrics;
 mod serve;
 
 pub use metrics::{LATENCY_BUCKETS, Metrics};
-pub use serve::{DRAIN_GRACE, health_router, metrics_text, serve};
+pub use serve::{DRAIN_GRACE, bind, health_router, metrics_text, serve};

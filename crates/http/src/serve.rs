@@ -53,3 +53,12 @@ where
 pub fn metrics_text(text: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
+
+/// Binds the optional `http` address of a service's config: `Ok(None)` without one; the error
+/// names the address.
+pub async fn bind(address: Option<std::net::SocketAddr>) -> Result<Option<TcpListener>, (String, std::io::Error)> {
+    match address {
+        Some(address) => TcpListener::bind(address).await.map(Some).map_err(|error| (address.to_string(), error)),
+        None => Ok(None),
+    }
+}
