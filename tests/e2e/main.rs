@@ -23,6 +23,8 @@ mod failures_restarts;
 mod failures_starts;
 mod limits;
 mod nemesis;
+mod ops_logs;
+mod ops_retention;
 mod run_checkpoint;
 mod run_cli;
 mod secrets;

@@ -71,7 +71,7 @@ pub async fn start_with_tls(
     }
     let store = Store::open(&config.data_dir)?;
     resolve_prepared_transactions(&config.data_dir).await;
-    let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown);
+    let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown.clone());
     registry.resume_from(store.agent_cursors().await?);
     // Superseded attempts and missed cancels are fenced across a restart: the stops still owed
     // are sent when their agents answer, and abandoned starts are stopped when accepted.
@@ -99,6 +99,8 @@ pub async fn start_with_tls(
     if ended > 0 {
         tracing::warn!(executions = ended, "executions of the previous process could not resume: ended_unexpectedly");
     }
+    // After resuming, so an execution left running is not taken for a finished one.
+    executions.keep_pruned(config.retention(), shutdown);
     Ok(Coordinator { registry, executions })
 }
 

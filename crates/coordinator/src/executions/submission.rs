@@ -211,6 +211,7 @@ impl Executions {
         }
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.forget_children_if_done(&id);
+        self.inner.finished.notify_one();
         tracing::info!(execution = %id, status = %record.status, "execution finished");
     }
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the `switchyard:local` image of deploy/Dockerfile without pulling anything: the release
+# binaries are linked statically against glibc here (no musl target can be fetched; only the
+# stable toolchain's own x86_64-unknown-linux-gnu is guaranteed), Debian's busybox-static gives
+# the image a shell, and the Dockerfile starts FROM scratch.
+#
+#   tests/compose/build-image.sh            build (cargo, then docker build)
+#   IMAGE=name:tag tests/compose/build-image.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+image=${IMAGE:-switchyard:local}
+target=x86_64-unknown-linux-gnu
+context=target/docker-context
+busybox=${BUSYBOX:-/bin/busybox}
+
+if ! ldd "$busybox" 2>&1 | grep -q "not a dynamic executable"; then
+  echo "build-image: $busybox is missing or not statically linked; install Debian's busybox-static" \
+       "(apt-get install busybox-static) or set BUSYBOX=/path/to/a/static/busybox" >&2
+  exit 2
+fi
+
+echo "== cargo build --release (static, $target)" >&2
+# --target keeps build scripts and proc macros dynamic (they run here) and puts the static
+# binaries in target/$target/release, apart from the usual ones.
+CARGO_INCREMENTAL=0 RUSTFLAGS="-C target-feature=+crt-static" \
+  cargo build --release --locked --target "$target" -p switchyard-cli -p switchyard-agent
+
+rm -rf "$context"
+mkdir -p "$context/bin"
+for bin in switchyard switchyard-agent; do
+  cp "target/$target/release/$bin" "$context/bin/$bin"
+  if ! ldd "$context/bin/$bin" 2>&1 | grep -q "not a dynamic executable"; then
+    echo "build-image: $bin is not statically linked" >&2
+    exit 1
+  fi
+done
+# Smaller layers; the line tables are kept in target/ for backtraces by hand.
+if command -v strip >/dev/null; then strip --strip-debug "$context"/bin/switchyard*; fi
+cp "$busybox" "$context/bin/busybox"
+
+echo "== docker build -t $image" >&2
+docker build --quiet -t "$image" -f deploy/Dockerfile "$context"
