@@ -21,8 +21,13 @@ target=x86_64-unknown-linux-gnu
 context=target/docker-context
 busybox=${BUSYBOX:-/bin/busybox}
 
-# ldd fails on a static file (and says so): the words are the test, not its exit code.
-is_static() { [ -f "$1" ] && [[ "$(ldd "$1" 2>&1 || true)" == *"not a dynamic executable"* ]]; }
+# ldd fails on a static file and says so ("not a dynamic executable", or "statically linked" for
+# a static PIE): the words are the test, not its exit code.
+is_static() {
+  local said
+  said=$(ldd "$1" 2>&1 || true)
+  [ -f "$1" ] && [[ "$said" == *"not a dynamic executable"* || "$said" == *"statically linked"* ]]
+}
 
 if ! is_static "$busybox"; then
   echo "build-image: $busybox is missing or not statically linked; install Debian's busybox-static" \

@@ -25,7 +25,7 @@ started=$SECONDS
 
 say() { printf '[%4ss] %s\n' "$((SECONDS - started))" "$*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
-compose() { docker-compose --no-ansi -p "$project" -f "$root/deploy/docker-compose.yml" "$@"; }
+compose() { docker-compose --ansi never -p "$project" -f "$root/deploy/docker-compose.yml" "$@"; }
 # The CLI inside the coordinator's container: addresses there are the cluster's own.
 cli() { docker exec -i "$coordinator_container" switchyard "$@"; }
 
@@ -97,7 +97,7 @@ wait_for "the coordinator sees three agents up" 30 agents_are server-a=up server
 
 say "deploying examples/cluster's job to pool etl"
 cli deploy --pool etl /etc/switchyard/examples/cluster/jobs/crunch.toml >&2
-execution_id=$(cli run /etc/switchyard/examples/cluster/parent.toml --detach)
+execution_id=$(cli run /etc/switchyard/examples/cluster/parent.toml --coordinator 127.0.0.1:7600 --detach)
 say "execution $execution_id started"
 wait_for "children running on server-b and server-c" 30 running_on_both
 
