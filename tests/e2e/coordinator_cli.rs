@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use switchyard_proto::{DeployJobRequest, ListJobsRequest, PackageFile};
-use switchyard_tests::{Workspace, spawn_switchyard, switchyard_async};
+use switchyard_tests::{CoordinatorProcess, Workspace, spawn_switchyard, switchyard_async};
 
 use crate::coordinator::{AGENTS, Cluster, only_child, text};
-use crate::run_cli::task;
+use crate::run_cli::{single_json_object, task};
 
 /// How long the whole demo may take.
 const DEMO_DEADLINE: Duration = Duration::from_secs(60);
@@ -75,7 +75,12 @@ async fn deploy_pushes_a_job_that_then_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_as_designed() {
-    let demo = tokio::task::spawn_blocking(|| spawn_switchyard(["demo"]).wait(DEMO_DEADLINE)).await;
+    let ws = Workspace::new();
+    let kept = ws.path("demo");
+    let dir = kept.to_string_lossy().into_owned();
+    let demo =
+        tokio::task::spawn_blocking(move || spawn_switchyard(["demo", "--data-dir", dir.as_str()]).wait(DEMO_DEADLINE))
+            .await;
     let out = demo.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
 
     out.assert_exit(0);
@@ -85,6 +90,21 @@ async fn the_demo_runs_as_designed() {
     let failed = failed.unwrap_or_else(|| panic!("no failed child in the Child Packages section\n{out}"));
     assert!(failed.contains("refresh_cache"), "the fire-and-forget child is the one that failed: {failed}\n{out}");
     assert!(out.stderr.contains("ran as designed"), "{out}");
+
+    // Issue 14 item 7: the demo's execution can be looked at afterwards. Its data dir is kept
+    // with the report, and the coordinator's store serves it again.
+    let report = std::fs::read_to_string(kept.join("report.json")).expect("the demo keeps report.json");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report.json is JSON");
+    let id = report["execution_id"].as_str().expect("an execution id").to_string();
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert!(kept.join("report.html").is_file(), "the demo keeps report.html");
+    assert!(out.stderr.contains(&id) && out.stderr.contains(&*kept.to_string_lossy()), "it says where: {out}");
+    copy_dir(&kept.join("coordinator"), &ws.path("coordinator/data"));
+    let coordinator = CoordinatorProcess::setup(&ws).start().await;
+    let shown =
+        switchyard_async(["report", id.as_str(), "--json", "--coordinator", &coordinator.address().to_string()]).await;
+    shown.assert_exit(0);
+    assert_eq!(single_json_object(&shown.stdout)["execution_id"], id.as_str(), "{shown}");
 }
 
 /// dtexec-style local run whose agent_job tasks reach the agents a coordinator.toml lists.
@@ -140,5 +160,20 @@ async fn an_invalid_deploy_is_refused_whole_and_replaces_nothing_on_any_agent() 
     for name in AGENTS {
         let pushed = cluster.agent(name).data_dir().join("packages").join("greet.toml");
         assert!(!pushed.exists(), "{name} received {} from a refused deploy", pushed.display());
+    }
+}
+
+/// Copies a folder's files and subfolders (the demo's kept store, to serve it again).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
+        let entry = entry.expect("a folder entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", entry.path().display()));
+        }
     }
 }

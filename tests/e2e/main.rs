@@ -24,6 +24,8 @@ mod limits;
 mod nemesis;
 mod ops_browser;
 mod ops_http;
+mod ops_logs;
+mod ops_retention;
 mod run_checkpoint;
 mod run_cli;
 mod secrets;

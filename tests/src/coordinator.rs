@@ -49,6 +49,7 @@ pub struct CoordinatorSetup<'w> {
     settings: Vec<(String, String)>,
     agents: Vec<StaticAgent>,
     tls: Option<String>,
+    args: Vec<String>,
 }
 
 impl CoordinatorSetup<'_> {
@@ -74,6 +75,12 @@ impl CoordinatorSetup<'_> {
         self
     }
 
+    /// Adds a command-line flag of `switchyard serve` (or a global one, such as `--log-format`).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
     /// Adds a `[tls]` section: `dir/ca.pem`, `dir/coordinator.pem` and `dir/coordinator-key.pem`,
     /// as `switchyard certs init` writes them.
     pub fn tls(mut self, dir: &Path) -> Self {
@@ -87,8 +94,9 @@ impl CoordinatorSetup<'_> {
         let data_dir = folder.join("data");
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", data_dir.display()));
         let config = self.workspace.write(Path::new(COORDINATOR_FOLDER).join("coordinator.toml"), &self.toml());
-        let (process, address) = launch(&folder, &config, &data_dir).await;
-        CoordinatorProcess { folder, config, data_dir, process: ServerProcess::new("coordinator", process), address }
+        let (process, address) = launch(&folder, &config, &data_dir, &self.args).await;
+        let process = ServerProcess::new("coordinator", process);
+        CoordinatorProcess { folder, config, data_dir, args: self.args, process, address }
     }
 
     fn toml(&self) -> String {
@@ -111,6 +119,7 @@ pub struct CoordinatorProcess {
     folder: PathBuf,
     config: PathBuf,
     data_dir: PathBuf,
+    args: Vec<String>,
     process: ServerProcess,
     address: SocketAddr,
 }
@@ -120,7 +129,7 @@ impl CoordinatorProcess {
     /// no agents yet.
     pub fn setup(workspace: &Workspace) -> CoordinatorSetup<'_> {
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        CoordinatorSetup { workspace, settings, agents: Vec::new(), tls: None }
+        CoordinatorSetup { workspace, settings, agents: Vec::new(), tls: None, args: Vec::new() }
     }
 
     /// The address it listens on (a new one after each restart).
@@ -207,15 +216,15 @@ impl CoordinatorProcess {
     /// exited. It listens on a new port the OS picks.
     pub async fn restart(&mut self) {
         self.process.assert_stopped();
-        let (process, address) = launch(&self.folder, &self.config, &self.data_dir).await;
+        let (process, address) = launch(&self.folder, &self.config, &self.data_dir, &self.args).await;
         self.process.replace(process);
         self.address = address;
     }
 }
 
-/// Starts `switchyard serve --config CONFIG --listen 127.0.0.1:0 --data-dir DATA` and waits for
-/// its "listening on" line.
-async fn launch(folder: &Path, config: &Path, data_dir: &Path) -> (RunningProcess, SocketAddr) {
+/// Starts `switchyard serve --config CONFIG --listen 127.0.0.1:0 --data-dir DATA ARGS...` and
+/// waits for its "listening on" line.
+async fn launch(folder: &Path, config: &Path, data_dir: &Path, args: &[String]) -> (RunningProcess, SocketAddr) {
     let bin = blocking(switchyard_bin).await;
     let mut command = Command::new(bin);
     command
@@ -224,6 +233,7 @@ async fn launch(folder: &Path, config: &Path, data_dir: &Path) -> (RunningProces
         .arg(config)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .current_dir(folder);
     // The test's own environment must not reconfigure the coordinator.
     for (key, _) in std::env::vars_os() {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use switchyard_agent::config::{AgentConfig, ConfigOverrides};
 use switchyard_settings::Settings;
+use switchyard_settings::logging::{self, LogFormat, Verbosity};
 
 /// Switchyard agent: runs jobs whose steps run child packages or commands.
 #[derive(Debug, Parser)]
@@ -48,12 +49,17 @@ struct Args {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines on stderr as `text` or `json` (one object per line, with the execution_id,
+    /// task, agent and run_id of the run they concern).
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text", value_name = "FORMAT")]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.verbose);
+    let rust_log = std::env::var("RUST_LOG").ok();
+    logging::init(args.log_format, args.verbose, VERBOSITY, rust_log.as_deref());
     let overrides = ConfigOverrides {
         name: args.name,
         listen: args.listen,
@@ -117,17 +123,6 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn,switchyard_agent=info",
-        1 => "info,switchyard_agent=debug,switchyard_package=debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+/// Quiet by default: warnings, and the agent's lifecycle and runs at info.
+const VERBOSITY: Verbosity =
+    Verbosity { quiet: "warn,switchyard_agent=info", verbose: "info,switchyard_agent=debug,switchyard_package=debug" };

@@ -89,7 +89,8 @@ pub async fn serve_with_tls(
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let http = switchyard_http::bind(config.http).await.map_err(|(address, error)| ServeError::Http { address, error })?;
+    let http =
+        switchyard_http::bind(config.http).await.map_err(|(address, error)| ServeError::Http { address, error })?;
     serve_with_listeners(listener, http, config, tls, shutdown).await
 }
 

@@ -10,6 +10,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use switchyard_settings::logging::{self, Verbosity};
 
 fn main() -> ExitCode {
     let args = match cli::Args::try_parse() {
@@ -20,7 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(args.verbose);
+    let rust_log = std::env::var("RUST_LOG").ok();
+    // A server logs its lifecycle and runs at info; the other commands stay quiet.
+    let defaults = if matches!(args.command, cli::Command::Serve(_)) { SERVE_VERBOSITY } else { VERBOSITY };
+    logging::init(args.log_format, args.verbose, defaults, rust_log.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -33,17 +37,11 @@ fn main() -> ExitCode {
 }
 
 /// Quiet by default (warnings and errors), `-v` for debug, `-vv` for trace; RUST_LOG wins.
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info,switchyard=debug,switchyard_package=debug,switchyard_coordinator=debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+const VERBOSITY: Verbosity =
+    Verbosity { quiet: "warn", verbose: "info,switchyard=debug,switchyard_package=debug,switchyard_coordinator=debug" };
+
+/// `switchyard serve`: warnings, and the coordinator's executions and child starts at info.
+const SERVE_VERBOSITY: Verbosity = Verbosity {
+    quiet: "warn,switchyard_coordinator=info",
+    verbose: "info,switchyard=debug,switchyard_package=debug,switchyard_coordinator=debug",
+};

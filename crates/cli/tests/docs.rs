@@ -1,4 +1,5 @@
-//! Every ```toml block of docs/*.md is loaded with the real loader, so no example can rot.
+//! Every ```toml block of docs/*.md and deploy/README.md is loaded with the real loader, so no
+//! example can rot.
 //!
 //! The line before each block (blank lines aside) must be a marker:
 //!
@@ -38,7 +39,8 @@ fn docs_dir() -> PathBuf {
 }
 
 fn blocks(path: &Path, problems: &mut Vec<String>) -> Vec<Block> {
-    let name = format!("docs/{}", path.file_name().unwrap_or_default().to_string_lossy());
+    let folder = path.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy();
+    let name = format!("{folder}/{}", path.file_name().unwrap_or_default().to_string_lossy());
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
@@ -147,6 +149,8 @@ fn every_toml_example_in_docs_loads() {
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
         .collect();
     pages.sort();
+    // deploy/README.md walks operators through configs too.
+    pages.push(docs_dir().join("../deploy/README.md"));
     let mut problems = Vec::new();
     let mut checked = 0;
     for page in &pages {

@@ -71,7 +71,7 @@ pub async fn start_with_tls(
 ) -> Result<Coordinator, ServeError> {
     let store = Store::open(&config.data_dir)?;
     resolve_prepared_transactions(&config.data_dir).await;
-    let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown);
+    let registry = Registry::new_with_tls(RegistrySettings::from_config(config), tls, shutdown.clone());
     let telemetry = registry.telemetry().clone();
     store.observe_commits(Box::new(move |took| telemetry.store_commit(took)));
     registry.resume_from(store.agent_cursors().await?);
@@ -101,6 +101,8 @@ pub async fn start_with_tls(
     if ended > 0 {
         tracing::warn!(executions = ended, "executions of the previous process could not resume: ended_unexpectedly");
     }
+    // After resuming, so an execution left running is not taken for a finished one.
+    executions.keep_pruned(config.retention(), shutdown);
     Ok(Coordinator { registry, executions })
 }
 
@@ -124,7 +126,8 @@ pub async fn serve_with_tls(
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let http = switchyard_http::bind(config.http).await.map_err(|(address, error)| ServeError::Http { address, error })?;
+    let http =
+        switchyard_http::bind(config.http).await.map_err(|(address, error)| ServeError::Http { address, error })?;
     serve_with_listeners(listener, http, config, tls, shutdown).await
 }
 

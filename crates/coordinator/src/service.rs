@@ -113,6 +113,10 @@ async fn executions_with_counts(
 fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
     use switchyard_package::engine::EventKind;
     let e = &stored.event;
+    let agent = match &e.kind {
+        EventKind::TaskFinished { agent, .. } => agent.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
     let (kind, result, message, duration_ms, task_kind) = match &e.kind {
         EventKind::PackageStarted { package } => ("package_started", String::new(), package.clone(), 0, ""),
         EventKind::PackageFinished { status, duration_ms } => {
@@ -141,6 +145,7 @@ fn event(stored: &StoredEvent) -> pb::ExecutionEvent {
         message,
         duration_ms,
         task_kind: task_kind.to_string(),
+        agent,
     }
 }
 
@@ -362,6 +367,21 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             results.push(pb::DeployTarget { agent, ok, message });
         }
         Ok(Response::new(pb::DeployJobResponse { job: job_name, targets: results }))
+    }
+
+    async fn prune_executions(
+        &self,
+        request: Request<pb::PruneExecutionsRequest>,
+    ) -> Result<Response<pb::PruneExecutionsResponse>, Status> {
+        let mut retention = self.executions.retention();
+        if let Some(ms) = request.into_inner().older_than_ms {
+            retention.max_age = Some(Duration::from_millis(ms));
+        }
+        let pruned = self.executions.prune(retention).await?;
+        Ok(Response::new(pb::PruneExecutionsResponse {
+            execution_ids: pruned.execution_ids,
+            remaining: pruned.remaining,
+        }))
     }
 }
 

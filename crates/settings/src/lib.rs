@@ -7,7 +7,8 @@
 //! cert, key; DESIGN.md §11) in [`TlsFiles`], which the rule for `https://` in [`Address`] (by
 //! its [`Transport`]) and the loopback-unless-`insecure` rule consult. The TLS machinery itself
 //! (rustls, roles) is `switchyard-tls`. `[limits]` (message sizes, name lengths, ...; DESIGN.md
-//! §11) is the [`limits`] module.
+//! §11) is the [`limits`] module. With the `logging` feature, [`logging`] installs the binaries'
+//! log output (`--log-format text|json`, DESIGN.md §12).
 
 mod address;
 pub mod comma_list;
@@ -15,6 +16,8 @@ pub mod duration;
 mod error;
 mod layers;
 pub mod limits;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod name;
 mod position;
 #[cfg(any(test, feature = "testing"))]

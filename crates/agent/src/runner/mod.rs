@@ -14,6 +14,7 @@ use crate::store::Write;
 
 mod checkpoint;
 mod host;
+mod package_output;
 mod steps;
 
 pub(crate) use host::{Permits, RunHost};

@@ -1,7 +1,6 @@
 //! One attempt of one job step: a command (a process tree of its own) or a package run by the
 //! engine. Process groups are recorded while they run so a restarted agent can end them.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +13,7 @@ use switchyard_package::process::{ProcessEnd, ProcessSpec, SpawnedProcess};
 use switchyard_package::{ExecutionStatus, LoadError, TaskResult};
 
 use super::RunHost;
+use super::package_output::PackageOutput;
 use crate::jobs::{StepDefinition, StepWork};
 use crate::model::{HistoryStatus, RunRecord, StepOutputRecord};
 use crate::package_cache::package_location;
@@ -245,7 +245,9 @@ async fn run_package_step(
         Ok(resume) => resume,
         Err(message) => return failed(format!("package \"{path}\": {message}")),
     };
+    let output = PackageOutput::default();
     let options = RunOptions {
+        output_observer: Some(output.observer()),
         execution_id: record.run_id.clone(),
         parameters,
         resume,
@@ -261,15 +263,8 @@ async fn run_package_step(
     };
     let run = run_package(package.clone(), options).await;
     let checkpoint_note = super::checkpoint::finish(&package, &run);
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    for task in &run.tasks {
-        let duration = task.duration_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"));
-        let _ = writeln!(stdout, "{}: {} ({duration}) {}", task.path, task.result, task.message);
-        if task.result == TaskResult::Failure {
-            let _ = writeln!(stderr, "{}: {}", task.path, task.message);
-        }
-    }
+    // What the processes printed, not a summary of the tasks: their results are in the history.
+    let (stdout, stderr, truncated) = output.finish(host.config().output_cap());
     let failures: Vec<&str> =
         run.tasks.iter().filter(|t| t.result == TaskResult::Failure).map(|t| t.path.as_str()).collect();
     let (status, message) = match run.status {
@@ -288,5 +283,5 @@ async fn run_package_step(
         Ok(Some(note)) => (status, format!("{message} {note}")),
         Err(problem) => (HistoryStatus::Failed, format!("{message} {problem}")),
     };
-    (StepResult { status, message, exit_code: None }, stdout, stderr, false, Some(hash))
+    (StepResult { status, message, exit_code: None }, stdout, stderr, truncated, Some(hash))
 }

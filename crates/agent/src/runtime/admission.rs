@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use switchyard_package::expr::Map;
 
@@ -202,8 +203,17 @@ impl AgentRuntime {
         self.epoch.fetch_max(request.epoch, Ordering::SeqCst);
         let sequence = receipt.sequences.first().copied().unwrap_or_default();
         let record = RunRecord { accepted_sequence: sequence, ..record };
-        tracing::info!(run = %run_id, job = %record.job, sequence, status = status.as_str(), "run accepted");
-        tokio::spawn(runner::execute(self.clone(), record.clone(), entry.definition.clone(), permits, cancel));
+        // The coordinator's side logs the start under the same ids (DESIGN.md §12).
+        let span = tracing::info_span!(
+            "run",
+            execution_id = %record.execution_id,
+            task = %record.task_path,
+            agent = %self.name(),
+            run_id = %run_id,
+        );
+        span.in_scope(|| tracing::info!(job = %record.job, sequence, status = status.as_str(), "run accepted"));
+        let run = runner::execute(self.clone(), record.clone(), entry.definition.clone(), permits, cancel);
+        tokio::spawn(run.instrument(span));
         Ok(Accepted {
             run_id,
             sequence,

@@ -42,8 +42,18 @@ pub(super) const UPSERT_RUN: &str = "INSERT INTO runs (run_id, job, status, idem
     current_step = excluded.current_step, job_hash = excluded.job_hash, package_hashes = excluded.package_hashes, \
     accepted_sequence = excluded.accepted_sequence, process_groups = excluded.process_groups";
 
-/// Deletes one history row (retention).
-pub(super) const DELETE_HISTORY_ROW: &str = "DELETE FROM history WHERE instance_id = ?1";
+/// Deletes one history row (retention), giving back its run id.
+pub(super) const DELETE_HISTORY_ROW: &str = "DELETE FROM history WHERE instance_id = ?1 RETURNING run_id";
+
+/// Deletes an ended run once retention took its last history row: the run goes with its
+/// history, as SQL Server Agent's sysjobhistory rows are the run's record.
+pub(super) const DELETE_ENDED_RUN: &str = "DELETE FROM runs WHERE run_id = ?1 \
+    AND status IN ('succeeded', 'failed', 'canceled') \
+    AND NOT EXISTS (SELECT 1 FROM history WHERE run_id = ?1)";
+
+/// Deletes the captured output of a run that is no longer stored.
+pub(super) const DELETE_ORPHAN_OUTPUT: &str =
+    "DELETE FROM step_outputs WHERE run_id = ?1 AND NOT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)";
 
 /// Runs `sql` (INSERT_RUN or UPSERT_RUN) for `run`.
 pub(super) fn put_run(connection: &Connection, sql: &str, run: &RunRecord) -> rusqlite::Result<()> {

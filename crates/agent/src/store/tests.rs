@@ -432,3 +432,48 @@ async fn writes_after_close_report_closed_while_reads_go_on() {
     assert!(matches!(error, StoreError::Closed { .. }), "{error}");
     assert_eq!(clone.events_after(0, 10).await.expect("reads still work").len(), 2);
 }
+
+/// The `runs` table goes with the history (issue 14 item 8): an ended run whose last history
+/// row retention removed is deleted with its captured output; a run still going, or one with
+/// rows left, stays.
+#[tokio::test]
+async fn an_ended_run_is_pruned_with_its_last_history_row_and_its_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions { history_max_rows: 3, history_max_rows_per_job: 0, ..StoreOptions::default() };
+    let store = Store::open(dir.path(), options.clone()).expect("open");
+    let ended = |run_id: &str| RunRecord { status: RunStatus::Succeeded, ..run_record(run_id, "load", None) };
+    let running = RunRecord { status: RunStatus::Running, ..run_record("run-2", "load", None) };
+    store
+        .write(vec![
+            Write::InsertRun(ended("run-1")),
+            Write::InsertRun(running),
+            Write::InsertRun(ended("run-3")),
+            Write::PutOutput(output("run-1", 1, 0)),
+            Write::PutOutput(output("run-2", 1, 0)),
+            // run-1 has two rows, run-2 (still running) one so far, run-3 one.
+            Write::AppendHistory(history_row("load", "run-1", at(0))),
+            Write::AppendHistory(history_row("load", "run-1", at(1))),
+            Write::AppendHistory(history_row("load", "run-2", at(2))),
+        ])
+        .await
+        .expect("write");
+    assert!(store.run("run-1").await.expect("read").is_some());
+
+    // One more row pushes run-1's first row out: run-1 keeps a row, so it stays.
+    store.write(vec![Write::AppendHistory(history_row("load", "run-3", at(3)))]).await.expect("append");
+    assert!(store.run("run-1").await.expect("read").is_some(), "run-1 still has a history row");
+
+    // Two more push out run-1's last row and run-2's only one.
+    let rows = (4..6).map(|i| Write::AppendHistory(history_row("load", "run-3", at(i)))).collect();
+    store.write(rows).await.expect("append");
+    assert!(store.run("run-1").await.expect("read").is_none(), "run-1 went with its last history row");
+    assert!(store.outputs("run-1").await.expect("read").is_empty(), "and its captured output with it");
+    assert!(store.run("run-2").await.expect("read").is_some(), "a run still going is never pruned");
+    assert_eq!(store.outputs("run-2").await.expect("read").len(), 1);
+    assert!(store.run("run-3").await.expect("read").is_some(), "run-3 keeps its rows");
+    drop(store);
+
+    // Pruned rows stay pruned across a restart.
+    let store = Store::open(dir.path(), options).expect("reopen");
+    assert!(store.run("run-1").await.expect("read").is_none());
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use switchyard_sqlite::columns::{Unsigned, set_meta};
 use switchyard_sqlite::{Apply, StoreError};
 use tokio::sync::broadcast;
@@ -200,8 +200,17 @@ impl Applier {
         connection.prepare_cached("SAVEPOINT retention")?.execute([])?;
         let trimmed = (|| -> rusqlite::Result<()> {
             let mut delete = connection.prepare_cached(rows::DELETE_HISTORY_ROW)?;
+            let mut runs = std::collections::BTreeSet::new();
             for id in evicted {
-                delete.execute([Unsigned(id)])?;
+                let run_id: Option<String> = delete.query_row([Unsigned(id)], |row| row.get(0)).optional()?;
+                runs.extend(run_id);
+            }
+            // A run goes with its last history row, and its captured output with it.
+            let mut delete_run = connection.prepare_cached(rows::DELETE_ENDED_RUN)?;
+            let mut delete_output = connection.prepare_cached(rows::DELETE_ORPHAN_OUTPUT)?;
+            for run_id in &runs {
+                delete_run.execute([run_id])?;
+                delete_output.execute([run_id])?;
             }
             Ok(())
         })();

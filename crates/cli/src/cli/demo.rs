@@ -1,6 +1,10 @@
-//! `switchyard demo`: a coordinator and three agents in this process on loopback, with a
-//! temporary data dir; the example jobs are deployed, the example parent package runs with live
-//! progress, and the Overview report is printed. Exits 0 when everything ran as designed.
+//! `switchyard demo`: a coordinator and three agents in this process on loopback; the example
+//! jobs are deployed, the example parent package runs with live progress, and the Overview
+//! report is printed. Exits 0 when everything ran as designed.
+//!
+//! Its data dir (`--data-dir`, or a new `switchyard-demo-*` folder in the system's temp dir) is
+//! kept: it holds the report as `report.json` and `report.html`, and the coordinator's store,
+//! which `switchyard serve --data-dir DIR/coordinator` serves again for `report`, `executions`.
 //!
 //! With `--fail-agent NAME` that agent runs as a child process instead (see `demo_agent`), and
 //! is crashed once the "Per region" loop runs: the report then shows its lost children retried on
@@ -8,6 +12,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,6 +31,7 @@ use switchyard_proto as pb;
 
 use super::demo_agent::{AgentProcess, CrashOutcome, REGION_TASKS, agent_config, crash_mid_run};
 use super::exit;
+use super::live::{Live, TaskStep, work_tasks};
 
 /// The demo's files, built into the binary so it runs from anywhere.
 const PARENT: (&str, &str) = ("parent.toml", include_str!("../../../../examples/demo/parent.toml"));
@@ -49,6 +55,10 @@ pub struct DemoArgs {
     /// Crash this agent mid-run to show a remote-server failure and the failover.
     #[arg(long, value_name = "NAME")]
     pub fail_agent: Option<String>,
+    /// Keep the demo's stores and report here (an empty or new folder); default: a new
+    /// `switchyard-demo-*` folder in the system's temp dir. It is kept either way.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Runs the demo; returns the exit code.
@@ -60,7 +70,7 @@ pub async fn demo(args: DemoArgs) -> u8 {
         return exit::BAD_COMMAND_LINE;
     }
     let shutdown = CancellationToken::new();
-    let result = run(args.fail_agent.as_deref(), shutdown.clone()).await;
+    let result = run(args.fail_agent.as_deref(), args.data_dir, shutdown.clone()).await;
     shutdown.cancel();
     match result {
         Ok(()) => exit::SUCCESS,
@@ -71,12 +81,12 @@ pub async fn demo(args: DemoArgs) -> u8 {
     }
 }
 
-async fn run(fail_agent: Option<&str>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("creating the demo's temporary data dir")?;
+async fn run(fail_agent: Option<&str>, data_dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = kept_data_dir(data_dir)?;
     let started = Instant::now();
-    say(started, &format!("data dir {}", dir.path().display()));
+    say(started, &format!("data dir {} (kept)", dir.display()));
     let mut crashable = None;
-    let result = demonstrate(dir.path(), fail_agent, &mut crashable, started, shutdown).await;
+    let result = demonstrate(&dir, fail_agent, &mut crashable, started, shutdown).await;
     // Reaped before the data dir goes, whatever happened.
     if let Some(process) = crashable {
         process.stop().await;
@@ -85,7 +95,7 @@ async fn run(fail_agent: Option<&str>, shutdown: CancellationToken) -> anyhow::R
 }
 
 async fn demonstrate(
-    root: &std::path::Path,
+    root: &Path,
     fail_agent: Option<&str>,
     crashable: &mut Option<AgentProcess>,
     started: Instant,
@@ -139,6 +149,7 @@ async fn demonstrate(
     let report = wait_for_children(&coordinator, &id).await?;
     print!("{}", report.to_text());
     let _ = std::io::stdout().flush();
+    keep_report(root, &id, &report)?;
     match crash {
         None => check(&report),
         Some((name, crashed)) => {
@@ -151,7 +162,7 @@ async fn demonstrate(
     }
 }
 
-async fn start_agent(root: &std::path::Path, name: &str, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
+async fn start_agent(root: &Path, name: &str, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("binding an agent's port")?;
     let address = listener.local_addr()?;
     let config = agent_config(name, address, &root.join(name), vec!["etl".to_string()], 4);
@@ -211,6 +222,8 @@ async fn follow(
     mut region_started: Option<oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
     use switchyard_package::engine::EventKind;
+    let parent = switchyard_package::load::load_package_text(Path::new(PARENT.0), PARENT.1);
+    let progress = Live::new(parent.map_or(0, |loaded| work_tasks(&loaded.package)));
     let mut live = coordinator.executions.subscribe(id);
     let mut last = 0;
     loop {
@@ -218,6 +231,14 @@ async fn follow(
         for stored in &page {
             last = stored.sequence;
             let e = &stored.event;
+            match &e.kind {
+                EventKind::TaskStarted { kind } => progress.record(TaskStep::Started { kind }),
+                EventKind::TaskFinished { kind, agent, result, .. } => {
+                    progress.record(TaskStep::Finished { kind, agent: agent.as_deref(), result: result.as_str() })
+                }
+                EventKind::TaskNotRun { .. } => progress.record(TaskStep::NotRun),
+                _ => {}
+            }
             let line = match &e.kind {
                 EventKind::TaskStarted { kind } => format!("started   {} ({kind})", e.path),
                 EventKind::TaskFinished { result, duration_ms, message, .. } => {
@@ -225,12 +246,13 @@ async fn follow(
                 }
                 EventKind::TaskNotRun { reason } => format!("not run   {}: {reason}", e.path),
                 EventKind::PackageFinished { status, .. } if e.path.is_empty() => {
+                    progress.finish();
                     say(started, &format!("package {status}"));
                     return Ok(());
                 }
                 _ => continue,
             };
-            say(started, &line);
+            progress.println(&stamped(started, &line));
             if matches!(e.kind, EventKind::TaskStarted { .. })
                 && e.path.starts_with(REGION_TASKS)
                 && let Some(region_started) = region_started.take()
@@ -382,7 +404,44 @@ fn package_problems(report: &Report) -> Vec<String> {
     problems
 }
 
+/// The folder the demo keeps: `given` (created; refused when it holds anything already, so
+/// an earlier demo's store is never resumed), or a new folder in the system's temp dir.
+fn kept_data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let Some(dir) = given else {
+        let dir =
+            tempfile::Builder::new().prefix("switchyard-demo-").tempdir().context("creating the demo's data dir")?;
+        return Ok(dir.keep());
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("--data-dir: cannot create {}", dir.display()))?;
+    let mut entries = std::fs::read_dir(&dir).with_context(|| format!("--data-dir: cannot read {}", dir.display()))?;
+    if entries.next().is_some() {
+        bail!("--data-dir: {} is not empty; give a new or empty folder", dir.display());
+    }
+    Ok(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+/// Writes the report as `report.json` and `report.html` in the data dir and says how to see
+/// the execution again.
+fn keep_report(root: &Path, id: &str, report: &Report) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(&report.to_json()).context("writing the report as JSON")?;
+    for (file, text) in [("report.json", json), ("report.html", report.to_html())] {
+        let path = root.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "
+kept in {root}: report.json, report.html, and the coordinator's store; to see execution {id} again run          `switchyard serve --data-dir {root}/coordinator` and `switchyard report {id} --html report.html`",
+        root = root.display()
+    );
+    Ok(())
+}
+
 /// One progress line on stderr, stamped with the time since the demo started.
 pub(super) fn say(started: Instant, line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "[{:>8.3}s] {line}", started.elapsed().as_secs_f64());
+    let _ = writeln!(std::io::stderr().lock(), "{}", stamped(started, line));
+}
+
+/// A line stamped with the time since the demo started.
+fn stamped(started: Instant, line: &str) -> String {
+    format!("[{:>8.3}s] {line}", started.elapsed().as_secs_f64())
 }

@@ -11,6 +11,7 @@ mod databases;
 mod demo;
 mod demo_agent;
 mod grpc;
+mod live;
 mod local_agents;
 mod progress;
 mod run;
@@ -44,6 +45,10 @@ pub struct Args {
     /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines on stderr as `text` or `json` (one object per line, with the execution_id,
+    /// task, agent and run_id of the run they concern).
+    #[arg(long, global = true, env = "SWITCHYARD_LOG_FORMAT", default_value = "text", value_name = "FORMAT")]
+    pub log_format: switchyard_settings::logging::LogFormat,
     #[command(flatten)]
     pub tls: tls::TlsArgs,
     #[command(subcommand)]
@@ -95,6 +100,9 @@ pub enum Command {
     Deploy(coordinator::deploy::DeployArgs),
     /// Make an agent crash, hang, refuse or slow down, for tests and drills.
     Chaos(coordinator::chaos::ChaosArgs),
+    /// Prune finished executions past the coordinator's retention (or --older-than), with
+    /// their events and files.
+    Prune(coordinator::prune::PruneArgs),
     /// Certificates for mutual TLS (DESIGN.md §11).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -106,7 +114,7 @@ pub enum Command {
     Other(Vec<String>),
 }
 
-const LATER_COMMANDS: &[&str] = &["import", "prune"];
+const LATER_COMMANDS: &[&str] = &["import"];
 
 /// Runs a command and returns the process exit code.
 pub async fn dispatch(args: Args) -> u8 {
@@ -128,6 +136,7 @@ pub async fn dispatch(args: Args) -> u8 {
         Command::Drain(drain) => coordinator::drain::run(drain).await,
         Command::Deploy(deploy) => coordinator::deploy::run(deploy).await,
         Command::Chaos(chaos) => coordinator::chaos::run(chaos).await,
+        Command::Prune(prune) => coordinator::prune::run(prune).await,
         Command::Certs(certs) => certs::run(certs),
         Command::DemoAgent(agent) => demo_agent::run(agent).await,
         Command::Other(words) => {

@@ -1,26 +1,37 @@
 //! Live progress lines on stderr while a package runs, and the summary table after it.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_package::PackageRun;
 use switchyard_package::engine::{Event, EventKind};
 
-/// Writes one line per task start and end to stderr.
+use super::live::{Live, TaskStep};
+
+/// Writes one line per task start and end to stderr, and keeps the live bars' counts.
 pub struct Progress {
     started: Instant,
+    live: Arc<Live>,
 }
 
 impl Progress {
-    /// Progress measured from now.
-    pub fn new() -> Self {
-        Self { started: Instant::now() }
+    /// Progress measured from now, shown through `live`.
+    pub fn new(live: Arc<Live>) -> Self {
+        Self { started: Instant::now(), live }
     }
 
     /// The observer to hand to the engine.
     pub fn into_observer(self) -> impl Fn(&Event) + Send + Sync + 'static {
         move |event| {
+            match &event.kind {
+                EventKind::TaskStarted { kind } => self.live.record(TaskStep::Started { kind }),
+                EventKind::TaskFinished { kind, agent, result, .. } => {
+                    self.live.record(TaskStep::Finished { kind, agent: agent.as_deref(), result: result.as_str() })
+                }
+                EventKind::TaskNotRun { .. } => self.live.record(TaskStep::NotRun),
+                _ => {}
+            }
             let elapsed = self.started.elapsed().as_secs_f64();
             let line = match &event.kind {
                 EventKind::PackageStarted { package } => format!("package \"{package}\" started"),
@@ -45,7 +56,7 @@ impl Progress {
             let path_is_child = !event.path.is_empty()
                 && matches!(event.kind, EventKind::PackageStarted { .. } | EventKind::PackageFinished { .. });
             let line = if path_is_child { format!("{line} [{}]", event.path) } else { line };
-            let _ = writeln!(std::io::stderr().lock(), "[{elapsed:>8.3}s] {line}");
+            self.live.println(&format!("[{elapsed:>8.3}s] {line}"));
         }
     }
 }

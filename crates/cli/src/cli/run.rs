@@ -8,6 +8,7 @@ use switchyard_package::{LoadError, load_package};
 use tokio_util::sync::CancellationToken;
 
 use super::exit;
+use super::live::{Live, work_tasks};
 use super::progress;
 
 /// Arguments of `switchyard run`.
@@ -100,17 +101,19 @@ pub async fn run(mut args: RunArgs) -> u8 {
         }
     };
     let databases = super::databases::drivers(&data_dir, &env).await;
+    let live = Arc::new(Live::new(work_tasks(&loaded.package)));
     let options = RunOptions {
         agent_jobs,
         databases: Some(databases),
         parameters,
         max_concurrent: args.max_concurrent,
         cancel,
-        observer: Some(Arc::new(progress::Progress::new().into_observer())),
+        observer: Some(Arc::new(progress::Progress::new(live.clone()).into_observer())),
         resume,
         ..RunOptions::default()
     };
     let run = run_package(loaded.package.clone(), options).await;
+    live.finish();
     let settled = super::checkpoint::finish(&loaded.package, &run);
     if args.json {
         match serde_json::to_string_pretty(&run) {

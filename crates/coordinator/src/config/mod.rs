@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard_settings::{Address, Origins, Schema, Settings, TlsFiles, Transport, check_name};
 
+pub use crate::executions::Retention;
 pub use crate::placement::PlacementStrategy;
 /// An agent name or a label: the one name rule of switchyard-settings.
 pub use switchyard_settings::is_valid_name;
@@ -32,6 +33,8 @@ pub const KEYS: &[&str] = &[
     "down_after",
     "placement",
     "start_timeout",
+    "execution_retention",
+    "executions_max",
     "agents",
     "limits",
     "tls",
@@ -64,6 +67,13 @@ pub struct CoordinatorConfig {
     /// The deadline of one StartJob call.
     #[serde(with = "switchyard_settings::duration")]
     pub start_timeout: Duration,
+    /// Finished executions started longer ago are pruned with their events and files
+    /// (SSISDB's retention window); `"0s"` keeps them whatever their age.
+    #[serde(with = "switchyard_settings::duration")]
+    pub execution_retention: Duration,
+    /// Finished executions beyond the newest this many are pruned (SQL Server Agent keeps
+    /// 1,000 history rows); 0 keeps any number.
+    pub executions_max: u64,
     /// Static agents; others may register themselves.
     pub agents: Vec<StaticAgent>,
     /// Bounds on input (`[limits]`, DESIGN.md §11).
@@ -96,9 +106,21 @@ impl Default for CoordinatorConfig {
             down_after: Duration::from_secs(2),
             placement: PlacementStrategy::LeastLoaded,
             start_timeout: Duration::from_secs(5),
+            execution_retention: Retention::default().max_age.unwrap_or_default(),
+            executions_max: Retention::default().max_count.unwrap_or_default() as u64,
             agents: Vec::new(),
             limits: switchyard_settings::Limits::default(),
             tls: None,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// What `execution_retention` and `executions_max` keep (0 meaning no bound).
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_age: (!self.execution_retention.is_zero()).then_some(self.execution_retention),
+            max_count: (self.executions_max > 0).then(|| usize::try_from(self.executions_max).unwrap_or(usize::MAX)),
         }
     }
 }
@@ -223,6 +245,8 @@ pub fn agent_url(address: &str, transport: Transport) -> Result<String, String> 
 fn example(key: &str) -> Option<&'static str> {
     let example = match key {
         "heartbeat_interval" | "down_after" | "start_timeout" => "a duration like \"500ms\", \"2s\" or \"1m\"",
+        "execution_retention" => "a duration like \"365d\" or \"12h\" (\"0s\": no age limit)",
+        "executions_max" => "a whole number like 1000 (0: no limit)",
         "placement" => "\"least_loaded\" or \"round_robin\"",
         "listen" | "http" => "an ip:port like \"127.0.0.1:7600\"",
         "insecure" => "true or false",

@@ -7,6 +7,7 @@ mod activity;
 mod checkpoints;
 mod children;
 mod restart;
+mod retention;
 mod submission;
 
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::report::Report;
 use crate::store::{ExecutionRecord, Store, StoredEvent, Write};
+
+pub use retention::{PRUNE_EVERY, PRUNE_GAP, Pruned, Retention};
 
 /// What StartExecution asks for, in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +117,12 @@ struct Inner {
     children: Mutex<HashMap<String, HashMap<String, RunningChild>>>,
     /// Child records, written in the order the launcher reports them.
     child_writes: mpsc::UnboundedSender<Write>,
+    /// What retention keeps; set by [`Executions::keep_pruned`].
+    retention: Mutex<Retention>,
+    /// One prune at a time.
+    pruning: tokio::sync::Mutex<()>,
+    /// Told when an execution's result is stored, so retention looks again.
+    finished: tokio::sync::Notify,
 }
 
 impl Executions {
@@ -137,6 +146,9 @@ impl Executions {
                 requests: tokio::sync::Mutex::new(()),
                 children: Mutex::new(HashMap::new()),
                 child_writes,
+                retention: Mutex::new(Retention::default()),
+                pruning: tokio::sync::Mutex::new(()),
+                finished: tokio::sync::Notify::new(),
             }),
         };
         // Subscribe now, before any agent's stream can deliver an outcome.

@@ -231,6 +231,7 @@ impl Executions {
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.forget_children_if_done(&id);
         self.inner.registry.telemetry().execution_ended(record.status.as_str());
+        self.inner.finished.notify_one();
         tracing::info!(execution = %id, status = %record.status, "execution finished");
     }
 }

@@ -13,6 +13,8 @@ use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use switchyard_package::TaskResult;
 use switchyard_package::engine::{AgentJobLauncher, AgentJobOutcome, AgentJobRequest, ChildRecord, ChildStatus};
@@ -79,7 +81,9 @@ impl AgentJobs {
 impl AgentJobLauncher for AgentJobs {
     fn launch(&self, request: AgentJobRequest) -> Pin<Box<dyn Future<Output = AgentJobOutcome> + Send + 'static>> {
         let this = self.clone();
-        Box::pin(async move { this.run(request).await })
+        // The agent's side logs the run under the same ids (DESIGN.md §12).
+        let span = tracing::info_span!("agent_job", execution_id = %request.execution_id, task = %request.task_path);
+        Box::pin(async move { this.run(request).await }.instrument(span))
     }
 }
 
@@ -139,7 +143,10 @@ impl AgentJobs {
                 Some(earlier) => self.resume_attempt(&mut request, attempt, &key, earlier, &mut children).await,
                 None => {
                     look_on_agents = false;
-                    self.attempt(&mut request, attempt, &key, &failed_agents, queue_deadline, &mut children).await
+                    let span = tracing::info_span!("attempt", attempt, agent = Empty, run_id = Empty);
+                    self.attempt(&mut request, attempt, &key, &failed_agents, queue_deadline, &mut children)
+                        .instrument(span)
+                        .await
                 }
             };
             match outcome {
@@ -235,6 +242,10 @@ impl AgentJobs {
         reservation.confirm(&accepted.run_id);
         drop(pending);
         self.registry.telemetry().pending_for(pending_since.elapsed());
+        let span = tracing::Span::current();
+        span.record("agent", agent.as_str());
+        span.record("run_id", accepted.run_id.as_str());
+        tracing::info!(job = %task.job, "child started");
         // The task now holds the agent's slot, not the package's.
         drop(request.package_slot.take());
         let package = (!accepted.packages.is_empty()).then(|| accepted.packages.join(", "));
@@ -272,6 +283,7 @@ impl AgentJobs {
         match ended {
             WaitOutcome::Finished(outcome) => {
                 let status = outcome.child_status();
+                tracing::info!(status = status.as_str(), duration_ms = outcome.duration_ms, "child finished");
                 children[last].status = status;
                 children[last].duration_ms = Some(outcome.duration_ms);
                 self.tell(request, attempt, key, children[last].clone());
@@ -295,6 +307,7 @@ impl AgentJobs {
                 }
             }
             WaitOutcome::Lost { agent: lost, reason } => {
+                tracing::warn!(%reason, "child lost with its agent");
                 if attempt < task.retries {
                     // A later attempt replaces this run: stop it if its agent comes back. Owed
                     // (stored) before the child is recorded lost, so no restart in between

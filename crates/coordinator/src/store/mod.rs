@@ -12,12 +12,15 @@
 //! for reports, listings, resumption and recovery after a restart, never on the hot path.
 
 mod queries;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
 
 #[cfg(test)]
 mod fencing_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
@@ -113,6 +116,9 @@ pub enum Write {
         /// The last sequence consumed.
         sequence: u64,
     },
+    /// Deletes executions with their events, task rows, child runs and winning attempts
+    /// (retention, DESIGN.md §12); an id not stored is no error.
+    DeleteExecutions(Vec<String>),
     /// Sets a free-form meta value; keys the store keeps itself are refused.
     SetMeta {
         /// The key.
@@ -269,6 +275,22 @@ impl Store {
     pub async fn child_records(&self, execution_id: &str) -> Result<Vec<ChildRecord>, StoreError> {
         let execution_id = execution_id.to_owned();
         self.database.read(move |connection| queries::child_records(connection, &execution_id)).await
+    }
+
+    /// The finished executions retention removes, oldest first: those started before `cutoff`
+    /// (when given) and those beyond the newest `keep` executions (when given). One still
+    /// running, or with a fire-and-forget child still running, is never among them.
+    pub async fn due_for_pruning(
+        &self,
+        cutoff: Option<chrono::DateTime<chrono::Utc>>,
+        keep: Option<usize>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.database.read(move |connection| retention::due(connection, cutoff, keep)).await
+    }
+
+    /// How many executions are stored.
+    pub async fn execution_count(&self) -> Result<u64, StoreError> {
+        self.database.read(queries::execution_count).await
     }
 
     /// Stops still owed to agents and starts abandoned, for a restarted coordinator.

@@ -161,3 +161,8 @@ pub(super) fn report(connection: &Connection, execution_id: &str) -> rusqlite::R
     let children = child_records(&snapshot, execution_id)?;
     Ok(Some(Report { execution, tasks, children }))
 }
+
+pub(super) fn execution_count(connection: &Connection) -> rusqlite::Result<u64> {
+    let count: i64 = connection.query_row("SELECT count(*) FROM executions", [], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

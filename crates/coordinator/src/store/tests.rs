@@ -11,7 +11,7 @@ use switchyard_package::model::TaskResult;
 
 use super::*;
 
-fn at(ms: i64) -> DateTime<Utc> {
+pub(super) fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(1_795_000_000_000 + ms).single().expect("a valid time")
 }
 
@@ -19,7 +19,7 @@ fn open(dir: &Path) -> Store {
     Store::open(dir).expect("open the store")
 }
 
-fn execution(id: &str, request_id: Option<&str>, started_ms: i64) -> ExecutionRecord {
+pub(super) fn execution(id: &str, request_id: Option<&str>, started_ms: i64) -> ExecutionRecord {
     let mut parameters = Map::new();
     parameters.insert("run_date".into(), json!("2026-11-21"));
     parameters.insert("batch".into(), json!({"size": 3, "tags": ["a", "b"]}));
@@ -37,12 +37,12 @@ fn execution(id: &str, request_id: Option<&str>, started_ms: i64) -> ExecutionRe
     }
 }
 
-fn event(execution_id: &str, sequence: u64, kind: EventKind) -> StoredEvent {
+pub(super) fn event(execution_id: &str, sequence: u64, kind: EventKind) -> StoredEvent {
     let event = Event { seq: sequence, at: at(sequence as i64), path: format!("Task {sequence}"), kind };
     StoredEvent { execution_id: execution_id.into(), sequence, event }
 }
 
-fn task_finished(sequence: u64) -> EventKind {
+pub(super) fn task_finished(sequence: u64) -> EventKind {
     EventKind::TaskFinished {
         kind: "agent_job",
         result: TaskResult::Failure,
@@ -55,7 +55,7 @@ fn task_finished(sequence: u64) -> EventKind {
     }
 }
 
-fn task(index: usize) -> TaskRecord {
+pub(super) fn task(index: usize) -> TaskRecord {
     let (process, ran) = (index.is_multiple_of(2), !index.is_multiple_of(3));
     TaskRecord {
         path: format!("Files[{index}]/Copy"),
@@ -69,7 +69,7 @@ fn task(index: usize) -> TaskRecord {
     }
 }
 
-fn child(execution_id: &str, agent: &str, run_id: &str, started_ms: i64) -> ChildRunRecord {
+pub(super) fn child(execution_id: &str, agent: &str, run_id: &str, started_ms: i64) -> ChildRunRecord {
     ChildRunRecord {
         execution_id: execution_id.into(),
         task_path: "Stage/Load orders".into(),

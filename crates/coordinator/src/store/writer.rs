@@ -66,6 +66,11 @@ impl Apply for Applier {
                 Write::SetAgentCursor { agent, incarnation, sequence } => {
                     rows::set_agent_cursor(connection, agent, incarnation, *sequence).map_err(sqlite)?
                 }
+                Write::DeleteExecutions(ids) => {
+                    for id in ids {
+                        super::retention::delete_execution(connection, id).map_err(sqlite)?;
+                    }
+                }
                 Write::SetMeta { key, value } => {
                     if RESERVED_META_KEYS.contains(&key.as_str()) {
                         return Err(StoreError::ReservedMetaKey { path: path.clone(), key: key.clone() });
@@ -84,6 +89,7 @@ impl Apply for Applier {
             .map(|write| match write {
                 Write::AppendEvents(events) => events.len(),
                 Write::PutTasks { tasks, .. } => tasks.len(),
+                Write::DeleteExecutions(ids) => ids.len(),
                 _ => 1,
             })
             .sum()

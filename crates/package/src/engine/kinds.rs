@@ -88,7 +88,7 @@ pub(crate) fn run_kind<'a>(
     Box::pin(async move {
         match &task.kind {
             TaskKind::Process(p) => {
-                let outcome = run_process(shared, p, frame, cancel).await;
+                let outcome = run_process(shared, p, path, frame, cancel).await;
                 drop(permit);
                 outcome
             }
@@ -205,7 +205,13 @@ fn resolve(dir: &Path, path: &str) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
 }
 
-async fn run_process(shared: &RunShared, task: &ProcessTask, frame: &Frame, cancel: &CancellationToken) -> KindOutcome {
+async fn run_process(
+    shared: &RunShared,
+    task: &ProcessTask,
+    path: &str,
+    frame: &Frame,
+    cancel: &CancellationToken,
+) -> KindOutcome {
     let mut scope = LazyScope::new(shared, frame);
     let mut argv = Vec::with_capacity(task.command.len());
     for (i, arg) in task.command.iter().enumerate() {
@@ -274,6 +280,14 @@ async fn run_process(shared: &RunShared, task: &ProcessTask, frame: &Frame, canc
         let last: String = last.chars().take(300).collect();
         message = format!("{message}; stderr: {last}");
     }
+    if let Some(observer) = &shared.output_observer {
+        observer(super::ProcessOutput {
+            path: format!("{}{path}", shared.event_prefix),
+            stdout: shared.events.mask(&done.stdout),
+            stderr: shared.events.mask(&done.stderr),
+            truncated: done.stdout_truncated || done.stderr_truncated,
+        });
+    }
     let output = done.stdout.trim_end_matches(['\n', '\r']).to_string();
     KindOutcome { exit_code: done.exit_code, output, ..KindOutcome::new(result, message) }
 }
@@ -333,6 +347,7 @@ async fn run_child_package(
         output_limit: shared.output_limit,
         kill_grace: shared.kill_grace,
         process_observer: shared.process_observer.clone(),
+        output_observer: shared.output_observer.clone(),
         resume: None,
         limits: shared.limits.clone(),
         package_root: shared.package_root.clone(),

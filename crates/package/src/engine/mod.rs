@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// Told about every process group a process task starts and ends (an agent records them
     /// so that, restarted after a crash, it can end what its runs left behind).
     pub process_observer: Option<ProcessObserver>,
+    /// Told what each process task printed, stdout and stderr whole (up to `output_limit`) and
+    /// secrets masked (an agent keeps it as its package step's output for `switchyard logs`).
+    pub output_observer: Option<OutputObserver>,
     /// What an earlier run of this execution had finished: its ended tasks are replayed and its
     /// events continue after the earlier ones (a coordinator resuming after a restart).
     pub resume: Option<Arc<Resume>>,
@@ -97,6 +100,22 @@ pub enum ProcessEvent {
 /// Sees the process groups that process tasks start and end.
 pub type ProcessObserver = Arc<dyn Fn(ProcessEvent) + Send + Sync>;
 
+/// What one process task printed, as an [`OutputObserver`] is told once it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessOutput {
+    /// The task's path from the top package (`Stage/Load`, `Child/Copy` inside a child package).
+    pub path: String,
+    /// Its stdout, secrets masked.
+    pub stdout: String,
+    /// Its stderr, secrets masked.
+    pub stderr: String,
+    /// Whether either stream was cut at the output limit.
+    pub truncated: bool,
+}
+
+/// Sees what process tasks printed.
+pub type OutputObserver = Arc<dyn Fn(ProcessOutput) + Send + Sync>;
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
@@ -109,6 +128,7 @@ impl Default for RunOptions {
             output_limit: 1 << 20,
             kill_grace: Duration::from_secs(5),
             process_observer: None,
+            output_observer: None,
             resume: None,
             limits: Limits::default(),
             package_root: None,
@@ -184,6 +204,7 @@ pub(crate) struct RunShared {
     /// Prefix of every event path: empty for the top package, `Task path/` for a child.
     pub event_prefix: String,
     pub process_observer: Option<ProcessObserver>,
+    pub output_observer: Option<OutputObserver>,
     /// Ended tasks of an earlier run, replayed (the top package only: a child package that had
     /// not ended runs again whole).
     pub resume: Option<Arc<Resume>>,
@@ -230,6 +251,7 @@ pub(crate) async fn run_with_log(
         fail_package: AtomicBool::new(false),
         event_prefix,
         process_observer: options.process_observer.clone(),
+        output_observer: options.output_observer.clone(),
         resume: options.resume.clone(),
         limits: options.limits.clone(),
         package_root: options.package_root.clone(),

@@ -2,7 +2,6 @@
 //! local run prints them), reconnecting from the last event seen when the stream breaks, until
 //! the execution has finished.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use switchyard_proto::{Execution, ExecutionEvent, GetExecutionRequest, WatchExecutionRequest};
@@ -11,6 +10,7 @@ use tonic::{Code, Status};
 use super::connect::{CALL_DEADLINE, Coordinator, is_transient, request, status_text};
 use super::format::date_time;
 use super::{Failure, is_finished};
+use crate::cli::live::{Live, TaskStep};
 use crate::cli::progress::format_ms;
 
 /// Reconnects in a row before giving up; with [`reconnect_delay`] about 15 s in all, which
@@ -18,8 +18,12 @@ use crate::cli::progress::format_ms;
 const RECONNECT_ATTEMPTS: u32 = 10;
 
 /// Prints the execution's events on stderr as they come and returns it once it has finished.
-pub async fn follow_execution(coordinator: &Coordinator, execution_id: &str) -> Result<Execution, Failure> {
-    let mut watch = Watch { coordinator, execution_id, after: 0, failures: 0, clock: EventClock::default() };
+pub async fn follow_execution(
+    coordinator: &Coordinator,
+    execution_id: &str,
+    live: &Live,
+) -> Result<Execution, Failure> {
+    let mut watch = Watch { coordinator, execution_id, after: 0, failures: 0, clock: EventClock::default(), live };
     loop {
         let why = match watch.follow().await? {
             Followed::Ended => match watch.finished_execution().await? {
@@ -38,12 +42,12 @@ pub async fn follow_execution(coordinator: &Coordinator, execution_id: &str) -> 
             )));
         }
         let delay = reconnect_delay(watch.failures);
-        eprintln!(
+        live.println(&format!(
             "lost the event stream of the coordinator at {address} ({why}); reconnecting in {} ms (attempt {} of \
              {RECONNECT_ATTEMPTS})",
             delay.as_millis(),
             watch.failures
-        );
+        ));
         tokio::time::sleep(delay).await;
     }
 }
@@ -78,6 +82,20 @@ pub fn event_line(event: &ExecutionEvent) -> String {
     if path_is_child { format!("{line} [{}]", event.path) } else { line }
 }
 
+/// What a task event means for the live counts.
+fn task_step(event: &ExecutionEvent) -> Option<TaskStep<'_>> {
+    match event.kind.as_str() {
+        "task_started" => Some(TaskStep::Started { kind: &event.task_kind }),
+        "task_finished" => Some(TaskStep::Finished {
+            kind: &event.task_kind,
+            agent: (!event.agent.is_empty()).then_some(event.agent.as_str()),
+            result: &event.result,
+        }),
+        "task_not_run" => Some(TaskStep::NotRun),
+        _ => None,
+    }
+}
+
 /// Where the watch stands: the last event seen, and how many reconnects failed in a row.
 struct Watch<'a> {
     coordinator: &'a Coordinator,
@@ -85,6 +103,7 @@ struct Watch<'a> {
     after: u64,
     failures: u32,
     clock: EventClock,
+    live: &'a Live,
 }
 
 enum Followed {
@@ -117,7 +136,10 @@ impl Watch<'_> {
             }
             self.after = self.after.max(event.sequence);
             let elapsed = self.clock.elapsed(&event);
-            let _ = writeln!(std::io::stderr().lock(), "[{elapsed:>8.3}s] {}", event_line(&event));
+            self.live.println(&format!("[{elapsed:>8.3}s] {}", event_line(&event)));
+            if let Some(step) = task_step(&event) {
+                self.live.record(step);
+            }
             if event.path.is_empty() && event.kind == "package_finished" {
                 return Ok(Followed::Ended);
             }

@@ -1,5 +1,5 @@
 //! The commands that talk to a coordinator (`run --coordinator`, `report`, `watch`,
-//! `executions`, `cancel`, `agents`, `drain`, `deploy`, `chaos`) and `serve`, which runs one.
+//! `executions`, `cancel`, `agents`, `drain`, `deploy`, `chaos`, `prune`) and `serve`, which runs one.
 
 pub mod agents;
 pub mod cancel;
@@ -11,6 +11,7 @@ pub mod executions;
 mod follow;
 mod format;
 mod package_files;
+pub mod prune;
 pub mod report;
 pub mod run;
 pub mod serve;

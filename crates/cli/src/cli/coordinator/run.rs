@@ -16,6 +16,7 @@ use super::package_files::{common_folder, normalize, package_tree, read_files, w
 use super::report::fetch_report;
 use super::signals::Signals;
 use super::{Failure, exit, exit_code_for_status, finish, print_json};
+use crate::cli::live::{Live, work_tasks};
 use crate::cli::run::{RunArgs, report_load_error, with_secret_env};
 
 /// Retries of a submission that met a transport error, with the same request id.
@@ -93,7 +94,9 @@ async fn run_on_coordinator(mut args: RunArgs) -> Result<u8, Failure> {
         coordinator.address()
     );
     let canceler = tokio::spawn(cancel_when_interrupted(coordinator.clone(), execution_id.clone(), interrupted));
-    let followed = follow_execution(&coordinator, &execution_id).await;
+    let live = Live::new(work_tasks(&loaded.package));
+    let followed = follow_execution(&coordinator, &execution_id, &live).await;
+    live.finish();
     canceler.abort();
     let execution = followed?;
     let fetched = match fetch_report(&coordinator, &execution_id).await {

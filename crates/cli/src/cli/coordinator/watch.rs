@@ -3,6 +3,7 @@
 use super::connect::{Coordinator, CoordinatorArg};
 use super::follow::follow_execution;
 use super::{Failure, exit_code_for_status, finish};
+use crate::cli::live::Live;
 use crate::cli::progress::format_ms;
 
 /// Arguments of `switchyard watch`.
@@ -25,7 +26,11 @@ pub async fn run(args: WatchArgs) -> u8 {
 
 async fn watch(args: WatchArgs) -> Result<u8, Failure> {
     let coordinator = Coordinator::connect(&args.coordinator.coordinator).await?;
-    let execution = follow_execution(&coordinator, &args.execution_id).await?;
+    // The package is not at hand: the total grows as tasks are seen.
+    let live = Live::new(0);
+    let execution = follow_execution(&coordinator, &args.execution_id, &live).await;
+    live.finish();
+    let execution = execution?;
     println!(
         "execution {} ({}) {} in {}",
         execution.execution_id,
