@@ -4,6 +4,7 @@
 //! across the two processes.
 
 use serde_json::Value;
+use switchyard_proto::WatchExecutionRequest;
 use switchyard_tests::{AgentProcess, CoordinatorProcess, Workspace, eventually_async};
 
 use crate::agent::{WAIT, quick_job};
@@ -41,6 +42,18 @@ async fn json_log_lines_parse_and_carry_the_ids_of_a_run_on_both_sides() {
     let report = single_json_object(&out.stdout);
     let execution_id = report["execution_id"].as_str().expect("an execution id").to_string();
     let run_id = only_child(&report, "Load")["run_id"].as_str().expect("the child's run id").to_string();
+
+    // WatchExecution names the agent of an agent_job's task_finished (the live progress counts
+    // children by agent from it).
+    let watch = WatchExecutionRequest { execution_id: execution_id.clone(), after_sequence: 0 };
+    let mut events = coordinator.client().await.watch_execution(watch).await.expect("WatchExecution").into_inner();
+    let mut agent_of_load = None;
+    while let Some(event) = events.message().await.expect("an event") {
+        if event.kind == "task_finished" && event.path == "Load" {
+            agent_of_load = Some(event.agent.clone());
+        }
+    }
+    assert_eq!(agent_of_load.as_deref(), Some("server-a"), "task_finished of Load names its agent");
 
     let ids = [("execution_id", execution_id.as_str()), ("task", "Load"), ("agent", "server-a"), ("run_id", &run_id)];
     let on_coordinator = eventually_async(WAIT, "the coordinator to log the child's end", || async {

@@ -445,3 +445,19 @@ pub(super) fn say(started: Instant, line: &str) {
 fn stamped(started: Instant, line: &str) -> String {
     format!("[{:>8.3}s] {line}", started.elapsed().as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_data_dir_is_created_and_must_be_new_or_empty() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let new = root.path().join("demo");
+        assert_eq!(kept_data_dir(Some(new.clone())).expect("a new folder"), new);
+        assert!(new.is_dir());
+        std::fs::write(new.join("coordinator.db"), "").expect("write");
+        let error = kept_data_dir(Some(new.clone())).expect_err("an earlier demo's folder is refused");
+        assert!(error.to_string().contains("is not empty"), "{error}");
+    }
+}

@@ -23,6 +23,11 @@ pub const PRUNE_GAP: Duration = Duration::from_secs(1);
 /// transaction.
 const DELETE_BATCH: usize = 100;
 
+/// The instant `age` before now; `None` when that is before any representable time.
+fn cutoff(age: Duration) -> Option<chrono::DateTime<Utc>> {
+    Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?)
+}
+
 /// How long and how many finished executions the coordinator keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -59,8 +64,8 @@ impl Executions {
     pub async fn prune(&self, retention: Retention) -> Result<Pruned, Error> {
         let _one_at_a_time = self.inner.pruning.lock().await;
         let store = &self.inner.store;
-        let cutoff =
-            retention.max_age.map(|age| Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX));
+        // An age beyond any representable time prunes nothing by age.
+        let cutoff = retention.max_age.and_then(cutoff);
         let mut due = store.due_for_pruning(cutoff, retention.max_count).await?;
         // The store's statuses say these ended; an execution still in memory is kept regardless.
         {
@@ -114,5 +119,18 @@ impl Executions {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_age_beyond_representable_time_has_no_cutoff() {
+        let day = cutoff(Duration::from_secs(86_400)).expect("a day ago");
+        assert!(day < Utc::now());
+        assert_eq!(cutoff(Duration::from_millis(u64::MAX)), None);
+        assert_eq!(cutoff(Duration::MAX), None);
     }
 }
