@@ -66,7 +66,7 @@ impl Backend {
 }
 
 /// `switchyard run PACKAGE --json --set ...` with `SWITCHYARD_DATA_DIR=data` and `env`.
-fn run(package: &Path, data: &Path, sets: &[String], env: &[(&str, &str)]) -> CommandOutput {
+pub(crate) fn run(package: &Path, data: &Path, sets: &[String], env: &[(&str, &str)]) -> CommandOutput {
     let mut args = vec!["run".to_string(), package.display().to_string(), "--json".to_string()];
     for set in sets {
         args.push("--set".into());

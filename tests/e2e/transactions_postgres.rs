@@ -3,26 +3,10 @@
 //! and, on both databases, a timeout that cancels the statement on the server. `validate`
 //! refuses a transaction that would mix SQLite with another connection.
 
-use std::path::Path;
-
 use serde_json::Value;
-use switchyard_tests::{
-    COMMAND_DEADLINE, CommandOutput, PostgresServer, RunningProcess, Workspace, switchyard, switchyard_command,
-};
+use switchyard_tests::{CommandOutput, PostgresServer, Workspace, switchyard};
 
-fn run(package: &Path, data: &Path, sets: &[String], env: &[(&str, &str)]) -> CommandOutput {
-    let mut args = vec!["run".to_string(), package.display().to_string(), "--json".to_string()];
-    for set in sets {
-        args.push("--set".into());
-        args.push(set.clone());
-    }
-    let mut command = switchyard_command(args);
-    command.env("SWITCHYARD_DATA_DIR", data);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    RunningProcess::spawn(&mut command).wait(COMMAND_DEADLINE)
-}
+use crate::transactions::run;
 
 fn message_of(output: &CommandOutput, path: &str) -> String {
     let result: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("JSON ({e})\n{output}"));
